@@ -1,0 +1,216 @@
+//! Live state: what changes on every pick and outlives any one snapshot.
+//!
+//! Each backend identity owns one [`Shared`] for as long as it stays in the
+//! pool. A snapshot swap that keeps the identity hands the same `Shared` to
+//! the new snapshot, so active counts, failure counts and their timestamps
+//! carry over, and a [`Pick`](crate::Pick) made on an old snapshot releases
+//! its count on the same atomics the new snapshot reads.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::backend::Backend;
+use crate::clock::Clock;
+
+/// A change of state worth a log line: never emitted per request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A backend reached `max_fails` and rests for `fail_timeout`.
+    MarkedDown {
+        /// The backend.
+        id: String,
+    },
+    /// A failed-out backend answered its probe and serves again.
+    BackUp {
+        /// The backend.
+        id: String,
+    },
+    /// A new snapshot was swapped in.
+    Swapped {
+        /// The snapshot's generation, counted from 1.
+        generation: u64,
+        /// How many backends it holds.
+        backends: usize,
+    },
+}
+
+/// A callback told about [`Event`]s, from the thread that caused them.
+pub type Observer = Arc<dyn Fn(&Event) + Send + Sync>;
+
+/// State shared by every snapshot of one pool.
+pub(crate) struct PoolShared {
+    pub(crate) clock: Arc<dyn Clock>,
+    /// Active picks over the whole pool.
+    pub(crate) total_active: AtomicU64,
+    pub(crate) observer: Option<Observer>,
+}
+
+impl PoolShared {
+    pub(crate) fn emit(&self, event: Event) {
+        if let Some(observer) = &self.observer {
+            observer(&event);
+        }
+    }
+}
+
+/// The live counters of one backend. All times are the pool clock's ms.
+#[derive(Debug, Default)]
+pub(crate) struct Live {
+    /// Picks of this backend not yet released.
+    pub(crate) active: AtomicU32,
+    /// nginx's `fails`: failures since the count was last cleared.
+    pub(crate) fails: AtomicU32,
+    /// nginx's `accessed`: time of the last failure.
+    pub(crate) accessed: AtomicU64,
+    /// nginx's `checked`: start of the current failure window, moved
+    /// forward when a pick lands more than `fail_timeout` after it.
+    pub(crate) checked: AtomicU64,
+    /// Smooth weighted round robin state for policies that keep it per
+    /// backend (least_conn's tie-break).
+    pub(crate) current_weight: AtomicI64,
+    /// When the backend last became able to serve (added, or back up).
+    pub(crate) up_since: AtomicU64,
+}
+
+/// One backend identity's shared, long-lived state.
+pub(crate) struct Shared {
+    pub(crate) id: Box<str>,
+    pub(crate) addr: Option<SocketAddr>,
+    pub(crate) live: Live,
+    pub(crate) pool: Arc<PoolShared>,
+}
+
+impl Shared {
+    pub(crate) fn new(spec: &Backend, pool: &Arc<PoolShared>) -> Arc<Shared> {
+        let live = Live::default();
+        // Relaxed: the value is published by the Arc that carries it.
+        live.up_since.store(pool.clock.now_ms(), Ordering::Relaxed);
+        Arc::new(Shared {
+            id: spec.id.clone().into_boxed_str(),
+            addr: spec.socket_addr(),
+            live,
+            pool: Arc::clone(pool),
+        })
+    }
+
+    /// True while nginx would skip this backend for failures: `max_fails`
+    /// reached and the window since `checked` not yet over.
+    #[inline]
+    pub(crate) fn failed_out(&self, spec: &Backend, now: impl FnOnce() -> u64) -> bool {
+        // Relaxed: health is advisory; a stale read delays a decision by one pick.
+        let fails = self.live.fails.load(Ordering::Relaxed);
+        if spec.max_fails == 0 || fails < spec.max_fails {
+            return false;
+        }
+        let checked = self.live.checked.load(Ordering::Relaxed);
+        now().saturating_sub(checked) <= fail_timeout_ms(spec)
+    }
+
+    /// Takes one active slot, honouring `max_conns`, and moves the failure
+    /// window as nginx does when it picks a peer. Returns false, changing
+    /// nothing, when the backend is full or another thread won its probe.
+    pub(crate) fn acquire(&self, spec: &Backend, now: &mut dyn FnMut() -> u64) -> bool {
+        let live = &self.live;
+        let max = spec.max_conns;
+        // Relaxed: the count is its own datum; no other memory hangs on it.
+        let taken = live
+            .active
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |a| {
+                if max != 0 && a >= max {
+                    None
+                } else {
+                    a.checked_add(1)
+                }
+            });
+        if taken.is_err() {
+            return false;
+        }
+        if !self.move_window(spec, now) {
+            self.release_slot();
+            return false;
+        }
+        // Relaxed: a pool-wide gauge read only for load ratios.
+        self.pool.total_active.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// nginx sets `checked = now` when it picks a peer more than
+    /// `fail_timeout` after the last check. With no failures counted the
+    /// value is never read, so the clock is not even consulted then. When
+    /// the backend is failed out, only one picker may win the probe.
+    fn move_window(&self, spec: &Backend, now: &mut dyn FnMut() -> u64) -> bool {
+        let live = &self.live;
+        // Relaxed: see failed_out.
+        let fails = live.fails.load(Ordering::Relaxed);
+        if fails == 0 {
+            return true;
+        }
+        let now = now();
+        let checked = live.checked.load(Ordering::Relaxed);
+        if now.saturating_sub(checked) <= fail_timeout_ms(spec) {
+            // Inside the window: fine unless failed out (checked before us).
+            return spec.max_fails == 0 || fails < spec.max_fails;
+        }
+        // Relaxed: the CAS itself decides who probes; nothing else is published.
+        let won = live
+            .checked
+            .compare_exchange(checked, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok();
+        won || spec.max_fails == 0 || fails < spec.max_fails
+    }
+
+    pub(crate) fn release_slot(&self) {
+        // Relaxed: see acquire. Saturating so that a bug can never wrap it.
+        let _ = self
+            .live
+            .active
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |a| {
+                Some(a.saturating_sub(1))
+            });
+    }
+
+    pub(crate) fn active(&self) -> u32 {
+        // Relaxed: a gauge.
+        self.live.active.load(Ordering::Relaxed)
+    }
+
+    /// nginx's failure accounting for one failed attempt.
+    pub(crate) fn record_failure(&self, max_fails: u32) {
+        let now = self.pool.clock.now_ms();
+        let live = &self.live;
+        // Relaxed: health is advisory; see failed_out.
+        let fails = live.fails.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        live.accessed.store(now, Ordering::Relaxed);
+        live.checked.store(now, Ordering::Relaxed);
+        if max_fails != 0 && fails == max_fails {
+            self.pool.emit(Event::MarkedDown {
+                id: self.id.to_string(),
+            });
+        }
+    }
+
+    /// nginx's success accounting: the count clears only when a pick was
+    /// made after the failure window, that is when `accessed < checked`.
+    pub(crate) fn record_success(&self, max_fails: u32) {
+        let live = &self.live;
+        // Relaxed: see failed_out.
+        let accessed = live.accessed.load(Ordering::Relaxed);
+        let checked = live.checked.load(Ordering::Relaxed);
+        if accessed < checked {
+            let before = live.fails.swap(0, Ordering::Relaxed);
+            if max_fails != 0 && before >= max_fails {
+                live.up_since
+                    .store(self.pool.clock.now_ms(), Ordering::Relaxed);
+                self.pool.emit(Event::BackUp {
+                    id: self.id.to_string(),
+                });
+            }
+        }
+    }
+}
+
+pub(crate) fn fail_timeout_ms(spec: &Backend) -> u64 {
+    u64::try_from(spec.fail_timeout.as_millis()).unwrap_or(u64::MAX)
+}

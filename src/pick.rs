@@ -1,0 +1,226 @@
+//! Picks that account for themselves, and requests that retry.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::live::Shared;
+use crate::policy::{Candidates, Key, Policy};
+use crate::pool::Snapshot;
+use crate::tried::TriedSet;
+
+/// The outcome of one attempt, as the caller saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The backend answered.
+    Success,
+    /// The attempt failed in a way that counts against the backend
+    /// (connect error, timeout, a 502/504 the caller treats as failure).
+    Failure,
+}
+
+/// One chosen backend. While it lives it counts as one active connection
+/// on that backend; dropping it releases the count, whichever snapshot is
+/// current by then.
+///
+/// Report how the attempt went with [`success`](Pick::success) or
+/// [`failure`](Pick::failure); a pick dropped without a report releases
+/// its count and leaves health untouched.
+#[must_use = "a pick counts as an active connection until dropped"]
+pub struct Pick {
+    shared: Arc<Shared>,
+    index: usize,
+    generation: u64,
+    max_fails: u32,
+    count_failures: bool,
+}
+
+impl Pick {
+    /// The backend's identity, exactly as configured.
+    pub fn id(&self) -> &str {
+        &self.shared.id
+    }
+
+    /// The identity parsed as a socket address, when it is one.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.shared.addr
+    }
+
+    /// The backend's position in the snapshot the pick was made on
+    /// (primaries first, then backups).
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The generation of the snapshot the pick was made on.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Reports a success and releases the pick.
+    pub fn success(self) {
+        self.report(Outcome::Success, None);
+    }
+
+    /// Reports a failure and releases the pick. With `max_fails` failures
+    /// the backend rests for `fail_timeout` (nginx's passive health).
+    pub fn failure(self) {
+        self.report(Outcome::Failure, None);
+    }
+
+    /// Reports an outcome, optionally with the attempt's latency, and
+    /// releases the pick.
+    pub fn report(self, outcome: Outcome, latency: Option<Duration>) {
+        let _ = latency;
+        if !self.count_failures {
+            return;
+        }
+        match outcome {
+            Outcome::Success => self.shared.record_success(self.max_fails),
+            Outcome::Failure => self.shared.record_failure(self.max_fails),
+        }
+    }
+}
+
+impl Drop for Pick {
+    fn drop(&mut self) {
+        self.shared.release_slot();
+        // Relaxed: a gauge; see Shared::acquire.
+        self.shared
+            .pool
+            .total_active
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Debug for Pick {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pick")
+            .field("id", &self.id())
+            .field("index", &self.index)
+            .finish()
+    }
+}
+
+/// Which group of backends a request is picking from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Tier {
+    Primary,
+    Backup,
+    Exhausted,
+}
+
+/// Picks the next untried backend: primaries first, then backups.
+pub(crate) fn next<P: Policy>(
+    snap: &Snapshot<P>,
+    key: Key<'_>,
+    tried: &mut TriedSet,
+    tier: &mut Tier,
+    state: &mut P::State,
+) -> Option<Pick> {
+    let clock = &*snap.pool.clock;
+    loop {
+        let (range, table) = match *tier {
+            Tier::Primary => (0..snap.n_primary, &snap.primary),
+            Tier::Backup => match &snap.backup {
+                Some(table) => (snap.n_primary..snap.specs.len(), table),
+                None => return None,
+            },
+            Tier::Exhausted => return None,
+        };
+        let offset = range.start;
+        let specs = &snap.specs[range.clone()];
+        let shared = &snap.shared[range];
+        let cands = Candidates::new(specs, shared, offset, tried, clock);
+        let chosen = snap.policy.pick(table, &cands, key, state);
+        // An index out of range or already tried means the policy has nothing
+        // left in this tier; anything else is tried at most once, so the loop
+        // ends after at most one pass over the backends.
+        let Some(i) = chosen.filter(|&i| i < specs.len() && !cands.is_tried(i)) else {
+            *tier = if *tier == Tier::Primary {
+                Tier::Backup
+            } else {
+                Tier::Exhausted
+            };
+            *state = P::State::default();
+            continue;
+        };
+        let acquired = cands.is_usable(i) && shared[i].acquire(&specs[i], &mut || cands.now_ms());
+        tried.insert(offset + i);
+        if acquired {
+            return Some(Pick {
+                shared: Arc::clone(&shared[i]),
+                index: offset + i,
+                generation: snap.generation,
+                max_fails: specs[i].max_fails,
+                count_failures: !snap.single,
+            });
+        }
+    }
+}
+
+/// One request that may try several backends, never the same one twice.
+///
+/// # Examples
+///
+/// ```
+/// use upstream::{Backend, Key, Pool, RoundRobin};
+///
+/// let pool = Pool::new(RoundRobin, vec![Backend::new("a:80"), Backend::new("b:80")]).unwrap();
+/// let mut request = pool.request(Key::None);
+/// let first = request.next().unwrap();
+/// let first_id = first.id().to_string();
+/// first.failure();
+/// let second = request.next().unwrap();
+/// assert_ne!(second.id(), first_id);
+/// drop(second);
+/// assert!(request.next().is_none(), "both tried");
+/// ```
+pub struct Request<'k, P: Policy> {
+    snap: Arc<Snapshot<P>>,
+    key: Key<'k>,
+    tried: TriedSet,
+    tier: Tier,
+    state: P::State,
+}
+
+impl<'k, P: Policy> Request<'k, P> {
+    pub(crate) fn new(snap: Arc<Snapshot<P>>, key: Key<'k>) -> Self {
+        Request {
+            snap,
+            key,
+            tried: TriedSet::default(),
+            tier: Tier::Primary,
+            state: P::State::default(),
+        }
+    }
+
+    /// The next backend to try, or `None` when every candidate was tried or
+    /// is unavailable.
+    ///
+    /// # Complexity
+    ///
+    /// The policy's pick; no allocation unless a backend at index 256 or
+    /// above was tried, no lock.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Option<Pick> {
+        next(
+            &self.snap,
+            self.key,
+            &mut self.tried,
+            &mut self.tier,
+            &mut self.state,
+        )
+    }
+
+    /// The snapshot this request picks from.
+    pub fn snapshot(&self) -> &Snapshot<P> {
+        &self.snap
+    }
+
+    /// True when backend `index` (snapshot order) was tried already.
+    pub fn was_tried(&self, index: usize) -> bool {
+        self.tried.contains(index)
+    }
+}

@@ -1,0 +1,456 @@
+//! The live pool: one immutable snapshot behind one swap.
+//!
+//! A [`Pool`] is shared by every thread of a proxy. Picks read the current
+//! [`Snapshot`] through `arc-swap` and touch only atomics. Updates take a
+//! writer-side mutex, build a complete new snapshot (backends, their live
+//! state carried over by identity, and the policy's tables) and swap it in
+//! with one store, so a reader never sees new backends with old tables.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+
+use crate::backend::{Backend, BackendSet};
+use crate::clock::{Clock, MonotonicClock};
+use crate::error::BuildError;
+use crate::live::{Event, Observer, PoolShared, Shared};
+use crate::pick::{self, Pick, Request};
+use crate::policy::{Key, Policy};
+use crate::tried::TriedSet;
+
+/// One immutable view of the pool: backends, live state, policy tables.
+///
+/// Backends are stored primaries first, then backups, each group in config
+/// order; [`Pick::index`] and [`Snapshot::backend`] use that order.
+pub struct Snapshot<P: Policy> {
+    pub(crate) policy: P,
+    pub(crate) specs: Box<[Backend]>,
+    pub(crate) shared: Box<[Arc<Shared>]>,
+    pub(crate) n_primary: usize,
+    pub(crate) primary: P::Table,
+    pub(crate) backup: Option<P::Table>,
+    /// nginx's `single`: one primary and no backup; failures not counted.
+    pub(crate) single: bool,
+    pub(crate) generation: u64,
+    pub(crate) pool: Arc<PoolShared>,
+}
+
+impl<P: Policy> Snapshot<P> {
+    /// The policy this snapshot was built with.
+    pub fn policy(&self) -> &P {
+        &self.policy
+    }
+
+    /// Number of backends, primaries and backups.
+    pub fn len(&self) -> usize {
+        self.specs.len()
+    }
+
+    /// True when the snapshot holds no backend.
+    pub fn is_empty(&self) -> bool {
+        self.specs.is_empty()
+    }
+
+    /// Backend `i` in snapshot order (primaries, then backups).
+    pub fn backend(&self, i: usize) -> Option<&Backend> {
+        self.specs.get(i)
+    }
+
+    /// All backends in snapshot order.
+    pub fn backends(&self) -> &[Backend] {
+        &self.specs
+    }
+
+    /// The position of backend `id` in snapshot order.
+    ///
+    /// # Complexity
+    ///
+    /// O(n): meant for tools and tests, not for the request path.
+    pub fn index_of(&self, id: &str) -> Option<usize> {
+        self.specs.iter().position(|b| b.id == id)
+    }
+
+    /// Unreleased picks of backend `i`, whichever snapshot made them.
+    pub fn active(&self, i: usize) -> u32 {
+        self.shared.get(i).map_or(0, |s| s.active())
+    }
+
+    /// nginx's failure count of backend `i`.
+    pub fn fails(&self, i: usize) -> u32 {
+        // Relaxed: a gauge for inspection.
+        self.shared
+            .get(i)
+            .map_or(0, |s| s.live.fails.load(Ordering::Relaxed))
+    }
+
+    /// The primary tier's prebuilt table.
+    pub fn primary_table(&self) -> &P::Table {
+        &self.primary
+    }
+
+    /// Counts from 1, one per swap.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Number of primary backends; backups follow them.
+    pub fn primaries(&self) -> usize {
+        self.n_primary
+    }
+
+    fn build(
+        policy: P,
+        set: &BackendSet,
+        prev: Option<&Snapshot<P>>,
+        pool: &Arc<PoolShared>,
+        generation: u64,
+    ) -> Result<Self, BuildError> {
+        policy.validate(set)?;
+
+        // Carry live state over by identity.
+        let old: ahash::AHashMap<&str, &Arc<Shared>> = prev
+            .map(|p| {
+                p.specs
+                    .iter()
+                    .map(|b| b.id.as_str())
+                    .zip(p.shared.iter())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let ordered: Vec<&Backend> = set
+            .backends()
+            .iter()
+            .filter(|b| !b.backup)
+            .chain(set.backends().iter().filter(|b| b.backup))
+            .collect();
+        let shared: Box<[Arc<Shared>]> = ordered
+            .iter()
+            .map(|b| match old.get(b.id.as_str()) {
+                Some(s) => Arc::clone(s),
+                None => Shared::new(b, pool),
+            })
+            .collect();
+        let specs: Box<[Backend]> = ordered.into_iter().cloned().collect();
+        let n_primary = specs.iter().take_while(|b| !b.backup).count();
+
+        let primary = policy.build(&specs[..n_primary], prev.map(|p| &p.primary))?;
+        let backup = if n_primary < specs.len() {
+            let prev_backup = prev.and_then(|p| p.backup.as_ref());
+            Some(policy.build(&specs[n_primary..], prev_backup)?)
+        } else {
+            None
+        };
+        Ok(Snapshot {
+            single: n_primary == 1 && specs.len() == 1,
+            policy,
+            specs,
+            shared,
+            n_primary,
+            primary,
+            backup,
+            generation,
+            pool: Arc::clone(pool),
+        })
+    }
+}
+
+/// A pool of backends shared across threads, balanced by policy `P`.
+///
+/// # Examples
+///
+/// ```
+/// use upstream::{Backend, Key, Pool, RoundRobin};
+///
+/// let pool = Pool::new(
+///     RoundRobin,
+///     vec![Backend::new("a:80").weight(2), Backend::new("b:80")],
+/// )
+/// .unwrap();
+/// let picks: Vec<String> =
+///     (0..3).map(|_| pool.pick(Key::None).unwrap().id().to_string()).collect();
+/// assert_eq!(picks, ["a:80", "b:80", "a:80"]);
+///
+/// // Live updates: no reload, no lock on the pick path.
+/// pool.set_down("a:80", true).unwrap();
+/// assert_eq!(pool.pick(Key::None).unwrap().id(), "b:80");
+/// ```
+pub struct Pool<P: Policy> {
+    current: ArcSwap<Snapshot<P>>,
+    /// Serializes writers and holds the set as configured (config order).
+    writer: Mutex<BackendSet>,
+    shared: Arc<PoolShared>,
+    generation: AtomicU64,
+}
+
+/// Builds a [`Pool`] with a chosen clock and observer.
+///
+/// # Examples
+///
+/// ```
+/// use upstream::{Backend, ManualClock, Pool, RoundRobin};
+///
+/// let clock = ManualClock::new(0);
+/// let pool = Pool::builder(RoundRobin)
+///     .clock(clock.clone())
+///     .observer(|event| eprintln!("{event:?}"))
+///     .build(vec![Backend::new("a:80")])
+///     .unwrap();
+/// assert_eq!(pool.snapshot().len(), 1);
+/// ```
+pub struct PoolBuilder<P: Policy> {
+    policy: P,
+    clock: Arc<dyn Clock>,
+    observer: Option<Observer>,
+}
+
+impl<P: Policy> PoolBuilder<P> {
+    /// Uses `clock` for failure windows and every other time-based rule.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Calls `observer` on each [`Event`] (backend marked down or back up,
+    /// set swapped), on the thread that caused it. Never called per pick.
+    pub fn observer(mut self, observer: impl Fn(&Event) + Send + Sync + 'static) -> Self {
+        self.observer = Some(Arc::new(observer));
+        self
+    }
+
+    /// Validates `backends` and builds the pool.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError`] naming the backend at fault.
+    pub fn build(
+        self,
+        backends: impl TryInto<BackendSet, Error = BuildError>,
+    ) -> Result<Pool<P>, BuildError> {
+        let set = backends.try_into()?;
+        let shared = Arc::new(PoolShared {
+            clock: self.clock,
+            total_active: AtomicU64::new(0),
+            observer: self.observer,
+        });
+        let snap = Snapshot::build(self.policy, &set, None, &shared, 1)?;
+        Ok(Pool {
+            current: ArcSwap::from_pointee(snap),
+            writer: Mutex::new(set),
+            shared,
+            generation: AtomicU64::new(1),
+        })
+    }
+}
+
+impl<P: Policy> Pool<P> {
+    /// A pool over `backends` with the system clock.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError`] naming the backend at fault.
+    ///
+    /// # Complexity
+    ///
+    /// One table build: see the policy's documentation.
+    pub fn new(
+        policy: P,
+        backends: impl TryInto<BackendSet, Error = BuildError>,
+    ) -> Result<Self, BuildError> {
+        Pool::builder(policy).build(backends)
+    }
+
+    /// A builder, to choose the clock and an observer.
+    pub fn builder(policy: P) -> PoolBuilder<P> {
+        PoolBuilder {
+            policy,
+            clock: Arc::new(MonotonicClock::new()),
+            observer: None,
+        }
+    }
+
+    /// Picks a backend for one attempt, with no retries.
+    ///
+    /// Returns `None` when no backend can take the request. The returned
+    /// [`Pick`] counts as one active connection until it is dropped.
+    ///
+    /// # Complexity
+    ///
+    /// One snapshot load, the policy's pick, one atomic increment; no
+    /// allocation and no lock.
+    #[inline]
+    pub fn pick(&self, key: Key<'_>) -> Option<Pick> {
+        let snap = self.current.load();
+        let mut tried = TriedSet::default();
+        let mut state = P::State::default();
+        let mut tier = pick::Tier::Primary;
+        pick::next(&snap, key, &mut tried, &mut tier, &mut state)
+    }
+
+    /// Starts a request that may need several attempts. Each
+    /// [`Request::next`] returns a backend not yet tried for it, following
+    /// nginx's `proxy_next_upstream`, until the candidates run out. The
+    /// request keeps the snapshot it started on.
+    pub fn request<'k>(&self, key: Key<'k>) -> Request<'k, P> {
+        Request::new(self.current.load_full(), key)
+    }
+
+    /// The current snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot<P>> {
+        self.current.load_full()
+    }
+
+    /// The backend set as configured, in config order.
+    pub fn backend_set(&self) -> BackendSet {
+        self.writer.lock().clone()
+    }
+
+    /// Replaces the whole backend set, keeping the policy.
+    ///
+    /// Live state carries over for every identity in both sets.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError`]; the pool then keeps its current snapshot.
+    ///
+    /// # Complexity
+    ///
+    /// O(n) plus one table build per tier, all off the pick path.
+    pub fn replace(
+        &self,
+        backends: impl TryInto<BackendSet, Error = BuildError>,
+    ) -> Result<(), BuildError> {
+        let set = backends.try_into()?;
+        let mut writer = self.writer.lock();
+        let policy = self.current.load().policy.clone();
+        self.install(&mut writer, set, policy)
+    }
+
+    /// Replaces the policy and the backend set together, in one swap.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError`]; the pool then keeps its current snapshot.
+    pub fn reconfigure(
+        &self,
+        policy: P,
+        backends: impl TryInto<BackendSet, Error = BuildError>,
+    ) -> Result<(), BuildError> {
+        let set = backends.try_into()?;
+        let mut writer = self.writer.lock();
+        self.install(&mut writer, set, policy)
+    }
+
+    /// Edits the configured set in place, then validates and swaps it in.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError`]; the edit is then discarded and nothing changes.
+    pub fn update(&self, edit: impl FnOnce(&mut Vec<Backend>)) -> Result<(), BuildError> {
+        let mut writer = self.writer.lock();
+        let mut backends = writer.clone().into_vec();
+        edit(&mut backends);
+        let set = BackendSet::new(backends)?;
+        let policy = self.current.load().policy.clone();
+        self.install(&mut writer, set, policy)
+    }
+
+    /// Adds one backend at the end of the set.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError::Duplicate`] if the identity is already present, or any
+    /// other validation error.
+    pub fn add(&self, backend: Backend) -> Result<(), BuildError> {
+        self.update(|set| set.push(backend))
+    }
+
+    /// Removes backend `id`. Picks already made on it stay accounted.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError::NotFound`] when no backend has that identity.
+    pub fn remove(&self, id: &str) -> Result<(), BuildError> {
+        self.edit_one(id, |set, i| {
+            set.remove(i);
+        })
+    }
+
+    /// Marks backend `id` down or up.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError::NotFound`] when no backend has that identity.
+    pub fn set_down(&self, id: &str, down: bool) -> Result<(), BuildError> {
+        self.edit_one(id, |set, i| set[i].down = down)
+    }
+
+    /// Changes the weight of backend `id`.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError::NotFound`], or [`BuildError::WeightTooLarge`].
+    pub fn set_weight(&self, id: &str, weight: u32) -> Result<(), BuildError> {
+        self.edit_one(id, |set, i| set[i].weight = weight)
+    }
+
+    fn edit_one(
+        &self,
+        id: &str,
+        edit: impl FnOnce(&mut Vec<Backend>, usize),
+    ) -> Result<(), BuildError> {
+        let mut found = true;
+        let result = self.update(|set| match set.iter().position(|b| b.id == id) {
+            Some(i) => edit(set, i),
+            None => found = false,
+        });
+        if !found {
+            return Err(BuildError::NotFound { id: id.to_string() });
+        }
+        result
+    }
+
+    fn install(
+        &self,
+        writer: &mut BackendSet,
+        set: BackendSet,
+        policy: P,
+    ) -> Result<(), BuildError> {
+        let prev = self.current.load_full();
+        // Relaxed: generations are only compared for equality and order
+        // under the writer lock.
+        let generation = self.generation.load(Ordering::Relaxed) + 1;
+        let snap = Snapshot::build(policy, &set, Some(&prev), &self.shared, generation)?;
+        let backends = snap.len();
+        let was_down: ahash::AHashSet<&str> = prev
+            .specs
+            .iter()
+            .filter(|b| b.down)
+            .map(|b| b.id.as_str())
+            .collect();
+        for (spec, shared) in snap.specs.iter().zip(snap.shared.iter()) {
+            if !spec.down && was_down.contains(spec.id.as_str()) {
+                // Relaxed: published with the snapshot by the swap below.
+                shared
+                    .live
+                    .up_since
+                    .store(self.shared.clock.now_ms(), Ordering::Relaxed);
+            }
+        }
+        self.current.store(Arc::new(snap));
+        self.generation.store(generation, Ordering::Relaxed);
+        *writer = set;
+        self.shared.emit(Event::Swapped {
+            generation,
+            backends,
+        });
+        Ok(())
+    }
+
+    /// Unreleased picks over the whole pool.
+    pub fn total_active(&self) -> u64 {
+        // Relaxed: a gauge.
+        self.shared.total_active.load(Ordering::Relaxed)
+    }
+}
