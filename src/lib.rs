@@ -60,7 +60,7 @@ mod pool;
 pub mod time;
 mod tried;
 
-pub use backend::{Backend, BackendSet, MAX_BACKENDS, MAX_WEIGHT};
+pub use backend::{Backend, BackendSet, IntoBackendSet, MAX_BACKENDS, MAX_WEIGHT};
 pub use clock::{Clock, ManualClock, MonotonicClock};
 pub use error::BuildError;
 pub use live::{Event, Observer};

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
-use crate::backend::{Backend, BackendSet};
+use crate::backend::{Backend, BackendSet, IntoBackendSet};
 use crate::clock::{Clock, MonotonicClock};
 use crate::error::BuildError;
 use crate::live::{Event, Observer, PoolShared, Shared};
@@ -281,11 +281,8 @@ impl<P: Policy> PoolBuilder<P> {
     /// # Errors
     ///
     /// [`BuildError`] naming the backend at fault.
-    pub fn build(
-        self,
-        backends: impl TryInto<BackendSet, Error = BuildError>,
-    ) -> Result<Pool<P>, BuildError> {
-        let set = backends.try_into()?;
+    pub fn build(self, backends: impl IntoBackendSet) -> Result<Pool<P>, BuildError> {
+        let set = backends.into_backend_set()?;
         let shared = Arc::new(PoolShared {
             clock: self.clock,
             total_active: AtomicU64::new(0),
@@ -311,10 +308,7 @@ impl<P: Policy> Pool<P> {
     /// # Complexity
     ///
     /// One table build: see the policy's documentation.
-    pub fn new(
-        policy: P,
-        backends: impl TryInto<BackendSet, Error = BuildError>,
-    ) -> Result<Self, BuildError> {
+    pub fn new(policy: P, backends: impl IntoBackendSet) -> Result<Self, BuildError> {
         Pool::builder(policy).build(backends)
     }
 
@@ -374,11 +368,8 @@ impl<P: Policy> Pool<P> {
     /// # Complexity
     ///
     /// O(n) plus one table build per tier, all off the pick path.
-    pub fn replace(
-        &self,
-        backends: impl TryInto<BackendSet, Error = BuildError>,
-    ) -> Result<(), BuildError> {
-        let set = backends.try_into()?;
+    pub fn replace(&self, backends: impl IntoBackendSet) -> Result<(), BuildError> {
+        let set = backends.into_backend_set()?;
         let mut writer = self.writer.lock();
         let policy = self.current.load().policy.clone();
         self.install(&mut writer, set, policy)
@@ -389,12 +380,8 @@ impl<P: Policy> Pool<P> {
     /// # Errors
     ///
     /// [`BuildError`]; the pool then keeps its current snapshot.
-    pub fn reconfigure(
-        &self,
-        policy: P,
-        backends: impl TryInto<BackendSet, Error = BuildError>,
-    ) -> Result<(), BuildError> {
-        let set = backends.try_into()?;
+    pub fn reconfigure(&self, policy: P, backends: impl IntoBackendSet) -> Result<(), BuildError> {
+        let set = backends.into_backend_set()?;
         let mut writer = self.writer.lock();
         self.install(&mut writer, set, policy)
     }
