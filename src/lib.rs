@@ -67,3 +67,8 @@ pub use live::{Event, Observer};
 pub use pick::{Outcome, Pick, Request};
 pub use policy::{Key, LeastConn, Policy, RoundRobin};
 pub use pool::{Pool, PoolBuilder, Snapshot};
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
