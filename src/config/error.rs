@@ -39,7 +39,7 @@ pub enum ConfigError {
     },
     /// A `server` line parsed, but the backend set refused it (a
     /// duplicate address, a weight above [`MAX_WEIGHT`](crate::MAX_WEIGHT)).
-    #[error("{line}:{column}: server \"{server}\": {source}")]
+    #[error("{line}:{column}: {source}")]
     Backend {
         /// 1-based line of the server's address.
         line: u32,
