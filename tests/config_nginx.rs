@@ -18,9 +18,15 @@ const FIRST_LINE: u32 = 5;
 #[derive(Debug, PartialEq)]
 enum Verdict {
     Accepted,
-    Refused { line: u32, reason: String },
+    Refused {
+        line: u32,
+        reason: String,
+    },
     /// nginx accepted with a warning, which this crate turns into a refusal.
-    Warned { line: u32, reason: String },
+    Warned {
+        line: u32,
+        reason: String,
+    },
 }
 
 fn nginx_available() -> bool {
@@ -169,8 +175,14 @@ const REFUSED: &[&str] = &[
 /// NGINX Plus (and nginx 1.29) syntax that nginx 1.22 does not know: this
 /// crate accepts it so that such configs carry over.
 const PLUS_ONLY: &[(&str, &str)] = &[
-    ("upstream u { server 10.0.0.1 route=a; }", "invalid parameter \"route=a\""),
-    ("upstream u { server 10.0.0.1 drain; }", "invalid parameter \"drain\""),
+    (
+        "upstream u { server 10.0.0.1 route=a; }",
+        "invalid parameter \"route=a\"",
+    ),
+    (
+        "upstream u { server 10.0.0.1 drain; }",
+        "invalid parameter \"drain\"",
+    ),
     (
         "upstream u { sticky cookie s; server 10.0.0.1; }",
         "unknown directive \"sticky\"",
@@ -200,11 +212,18 @@ fn nginx_agrees() {
         }
         // What this crate writes back, nginx accepts too.
         let rendered = parse_nginx(block).unwrap().to_nginx();
-        assert_eq!(nginx_verdict(&dir, &rendered), Verdict::Accepted, "{rendered}");
+        assert_eq!(
+            nginx_verdict(&dir, &rendered),
+            Verdict::Accepted,
+            "{rendered}"
+        );
     }
     for block in REFUSED {
         let theirs = nginx_verdict(&dir, block);
-        assert!(matches!(theirs, Verdict::Refused { .. }), "nginx accepted {block}");
+        assert!(
+            matches!(theirs, Verdict::Refused { .. }),
+            "nginx accepted {block}"
+        );
         let ours = our_verdict(block, false);
         if ours != theirs {
             disagreements.push(format!("{block}\n  nginx: {theirs:?}\n  ours:  {ours:?}"));
@@ -221,7 +240,10 @@ fn nginx_agrees() {
     }
     for block in WARNED {
         let theirs = nginx_verdict(&dir, block);
-        assert!(matches!(theirs, Verdict::Warned { .. }), "nginx did not warn: {block}");
+        assert!(
+            matches!(theirs, Verdict::Warned { .. }),
+            "nginx did not warn: {block}"
+        );
         let ours = our_verdict(block, true);
         if ours != theirs {
             disagreements.push(format!("{block}\n  nginx: {theirs:?}\n  ours:  {ours:?}"));

@@ -18,9 +18,9 @@ use crate::BuildError;
 /// use upstream::config::{parse_nginx, ConfigError};
 ///
 /// let err = parse_nginx("upstream app {\n  server 10.0.0.1 weight=0;\n}").unwrap_err();
-/// assert_eq!(err.to_string(), "2:20: invalid parameter \"weight=0\"");
+/// assert_eq!(err.to_string(), "2:19: invalid parameter \"weight=0\"");
 /// let ConfigError::Nginx { line, column, word, .. } = err else { panic!() };
-/// assert_eq!((line, column, word.as_str()), (2, 20, "weight=0"));
+/// assert_eq!((line, column, word.as_str()), (2, 19, "weight=0"));
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

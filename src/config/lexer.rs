@@ -299,9 +299,9 @@ fn eof_in_statement(pos: Pos) -> ConfigError {
 /// and `"` escaped otherwise.
 pub(crate) fn quote(text: &str) -> String {
     let bare = !text.is_empty()
-        && text.chars().all(|c| {
-            !c.is_whitespace() && !matches!(c, ';' | '{' | '}' | '"' | '\'' | '\\' | '#')
-        });
+        && text
+            .chars()
+            .all(|c| !c.is_whitespace() && !matches!(c, ';' | '{' | '}' | '"' | '\'' | '\\' | '#'));
     if bare {
         return text.to_string();
     }
@@ -427,7 +427,9 @@ mod tests {
 
     #[test]
     fn quote_reads_back_as_one_word() {
-        for text in ["plain", "", "a b", "x;y", "q\"'", "\\t", "#c", "}", "${x}", "ü\n"] {
+        for text in [
+            "plain", "", "a b", "x;y", "q\"'", "\\t", "#c", "}", "${x}", "ü\n",
+        ] {
             let src = format!("{} ;", quote(text));
             let mut lx = Lexer::new(&src);
             let st = lx.statement().unwrap();

@@ -473,7 +473,7 @@ impl fmt::Display for Format {
 /// let err = from_str_with_format(r#"{"name":"app","backends":[]}"#, Format::Json);
 /// assert_eq!(
 ///     err.unwrap_err().to_string(),
-///     "JSON upstream \"app\": no servers are inside upstream at line 1 column 28"
+///     "JSON upstream \"app\": no servers are inside upstream"
 /// );
 /// ```
 pub fn from_str_with_format(text: &str, format: Format) -> Result<UpstreamConfig, ConfigError> {
@@ -745,7 +745,9 @@ mod msec_serde {
         let text = String::deserialize(d)?;
         parse_time(&text, TimeUnit::Millis)
             .map(Duration::from_millis)
-            .ok_or_else(|| de::Error::custom(format!("'{text}' is not a time such as 10m or 500ms")))
+            .ok_or_else(|| {
+                de::Error::custom(format!("'{text}' is not a time such as 10m or 500ms"))
+            })
     }
 }
 

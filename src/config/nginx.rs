@@ -79,10 +79,7 @@ pub fn parse_nginx(text: &str) -> Result<UpstreamConfig, ConfigError> {
             return Err(ConfigError::at(
                 first.pos,
                 first.text.clone(),
-                format!(
-                    "expected an \"upstream\" block, found \"{}\"",
-                    first.text
-                ),
+                format!("expected an \"upstream\" block, found \"{}\"", first.text),
             ));
         }
         if found.is_some() {
@@ -215,10 +212,7 @@ fn directive(block: &mut Block, st: &Statement) -> Result<(), ConfigError> {
         return Err(err(head, "\"upstream\" directive is not allowed here"));
     }
     if !known.contains(&head.text.as_str()) {
-        return Err(err(
-            head,
-            &format!("unknown directive \"{}\"", head.text),
-        ));
+        return Err(err(head, &format!("unknown directive \"{}\"", head.text)));
     }
     if st.end != End::Semicolon {
         return Err(err(
@@ -409,13 +403,12 @@ fn sticky(head: &Word, args: &[Word]) -> Result<Sticky, ConfigError> {
         "route" => {
             for v in &args[1..] {
                 if !is_variable(&v.text) {
-                    return Err(err(
-                        v,
-                        &format!("invalid variable name \"{}\"", v.text),
-                    ));
+                    return Err(err(v, &format!("invalid variable name \"{}\"", v.text)));
                 }
             }
-            Ok(Sticky::Route(args[1..].iter().map(|w| w.text.clone()).collect()))
+            Ok(Sticky::Route(
+                args[1..].iter().map(|w| w.text.clone()).collect(),
+            ))
         }
         "learn" => sticky_learn(head, &args[1..]).map(Sticky::Learn),
         _ => Err(err(kind, &format!("unknown parameter \"{}\"", kind.text))),
@@ -526,12 +519,18 @@ fn sticky_learn(head: &Word, params: &[Word]) -> Result<StickyLearn, ConfigError
             }
         } else if let Some(v) = t.strip_prefix("create=") {
             if !is_variable(v) {
-                return Err(sticky_err(w, "missing variable in the \"create\" parameter"));
+                return Err(sticky_err(
+                    w,
+                    "missing variable in the \"create\" parameter",
+                ));
             }
             create.push(v.to_string());
         } else if let Some(v) = t.strip_prefix("lookup=") {
             if !is_variable(v) {
-                return Err(sticky_err(w, "missing variable in the \"lookup\" parameter"));
+                return Err(sticky_err(
+                    w,
+                    "missing variable in the \"lookup\" parameter",
+                ));
             }
             lookup.push(v.to_string());
         } else if t == "header" {

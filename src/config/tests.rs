@@ -46,8 +46,7 @@ fn no_method_directive_is_round_robin() {
     let cfg = parse("upstream app {\n    server 10.0.0.1:80;\n}\n");
     assert_eq!(
         cfg,
-        config(Method::RoundRobin, None, vec![Backend::new("10.0.0.1:80")])
-            .with_name("app")
+        config(Method::RoundRobin, None, vec![Backend::new("10.0.0.1:80")]).with_name("app")
     );
 }
 
@@ -113,9 +112,18 @@ fn server_parameters() {
     assert_eq!(server("max_fails=0").max_fails, 0);
     assert_eq!(server("max_fails=3").max_fails, 3);
     assert_eq!(server("max_conns=100").max_conns, 100);
-    assert_eq!(server("fail_timeout=30s").fail_timeout, Duration::from_secs(30));
-    assert_eq!(server("fail_timeout=1m30").fail_timeout, Duration::from_secs(90));
-    assert_eq!(server("fail_timeout=2").fail_timeout, Duration::from_secs(2));
+    assert_eq!(
+        server("fail_timeout=30s").fail_timeout,
+        Duration::from_secs(30)
+    );
+    assert_eq!(
+        server("fail_timeout=1m30").fail_timeout,
+        Duration::from_secs(90)
+    );
+    assert_eq!(
+        server("fail_timeout=2").fail_timeout,
+        Duration::from_secs(2)
+    );
     assert_eq!(
         server("\"fail_timeout=1h 1s\"").fail_timeout,
         Duration::from_secs(3601)
@@ -152,7 +160,12 @@ fn server_addresses_are_kept_as_written() {
             server 'quoted:81';
         }",
     );
-    let ids: Vec<&str> = cfg.backends().backends().iter().map(|b| b.id.as_str()).collect();
+    let ids: Vec<&str> = cfg
+        .backends()
+        .backends()
+        .iter()
+        .map(|b| b.id.as_str())
+        .collect();
     assert_eq!(
         ids,
         [
@@ -216,9 +229,17 @@ fn sticky_route() {
     );
     assert_eq!(
         cfg.sticky(),
-        Some(&Sticky::Route(vec!["$route_cookie".into(), "$route_uri".into()]))
+        Some(&Sticky::Route(vec![
+            "$route_cookie".into(),
+            "$route_uri".into()
+        ]))
     );
-    let routes: Vec<_> = cfg.backends().backends().iter().map(|b| b.route.clone()).collect();
+    let routes: Vec<_> = cfg
+        .backends()
+        .backends()
+        .iter()
+        .map(|b| b.route.clone())
+        .collect();
     assert_eq!(routes, [Some("a".to_string()), Some("b".to_string())]);
 }
 
@@ -302,8 +323,14 @@ fn refused_server_parameters() {
         ("weight=1x", "1:33: invalid parameter \"weight=1x\""),
         ("max_fails=x", "1:33: invalid parameter \"max_fails=x\""),
         ("max_conns=-1", "1:33: invalid parameter \"max_conns=-1\""),
-        ("fail_timeout=500ms", "1:33: invalid parameter \"fail_timeout=500ms\""),
-        ("fail_timeout=1s500ms", "1:33: invalid parameter \"fail_timeout=1s500ms\""),
+        (
+            "fail_timeout=500ms",
+            "1:33: invalid parameter \"fail_timeout=500ms\"",
+        ),
+        (
+            "fail_timeout=1s500ms",
+            "1:33: invalid parameter \"fail_timeout=1s500ms\"",
+        ),
         ("fail_timeout=", "1:33: invalid parameter \"fail_timeout=\""),
         ("foo", "1:33: invalid parameter \"foo\""),
         ("backupx", "1:33: invalid parameter \"backupx\""),
@@ -330,13 +357,19 @@ fn refused_addresses() {
         (":80", "1:21: no host in upstream \":80\""),
         ("1.1.1.1:", "1:21: invalid port in upstream \"1.1.1.1:\""),
         ("1.1.1.1:0", "1:21: invalid port in upstream \"1.1.1.1:0\""),
-        ("1.1.1.1:65536", "1:21: invalid port in upstream \"1.1.1.1:65536\""),
+        (
+            "1.1.1.1:65536",
+            "1:21: invalid port in upstream \"1.1.1.1:65536\"",
+        ),
         ("1.1.1.1:x", "1:21: invalid port in upstream \"1.1.1.1:x\""),
         ("::1", "1:21: invalid port in upstream \"::1\""),
         ("[::3", "1:21: invalid host in upstream \"[::3\""),
         ("1.1.1.1/x", "1:21: invalid host in upstream \"1.1.1.1/x\""),
         ("http://x", "1:21: invalid host in upstream \"http://x\""),
-        ("unix:", "1:21: no path in the unix domain socket in upstream \"unix:\""),
+        (
+            "unix:",
+            "1:21: no path in the unix domain socket in upstream \"unix:\"",
+        ),
     ];
     for (addr, msg) in cases {
         let text = format!("upstream u {{ server {addr}; }}");
@@ -352,7 +385,12 @@ fn refused_addresses() {
 
 #[test]
 fn refused_backup_under_hash_methods() {
-    for method in ["ip_hash;", "hash $remote_addr;", "hash $a consistent;", "random;"] {
+    for method in [
+        "ip_hash;",
+        "hash $remote_addr;",
+        "hash $a consistent;",
+        "random;",
+    ] {
         let text = format!("upstream u {{\n{method}\nserver a:1;\nserver b:1 backup;\n}}");
         assert_eq!(
             refuse(&text),
@@ -365,19 +403,37 @@ fn refused_backup_under_hash_methods() {
 #[test]
 fn refused_method_arguments() {
     let cases = [
-        ("hash;", "1:14: invalid number of arguments in \"hash\" directive"),
-        ("hash $a b c;", "1:14: invalid number of arguments in \"hash\" directive"),
+        (
+            "hash;",
+            "1:14: invalid number of arguments in \"hash\" directive",
+        ),
+        (
+            "hash $a b c;",
+            "1:14: invalid number of arguments in \"hash\" directive",
+        ),
         ("hash $x foo;", "1:22: invalid parameter \"foo\""),
-        ("ip_hash x;", "1:14: invalid number of arguments in \"ip_hash\" directive"),
-        ("least_conn x;", "1:14: invalid number of arguments in \"least_conn\" directive"),
+        (
+            "ip_hash x;",
+            "1:14: invalid number of arguments in \"ip_hash\" directive",
+        ),
+        (
+            "least_conn x;",
+            "1:14: invalid number of arguments in \"least_conn\" directive",
+        ),
         ("random foo;", "1:21: invalid parameter \"foo\""),
-        ("random least_conn;", "1:21: invalid parameter \"least_conn\""),
+        (
+            "random least_conn;",
+            "1:21: invalid parameter \"least_conn\"",
+        ),
         ("random two foo;", "1:25: invalid parameter \"foo\""),
         (
             "random two least_conn x;",
             "1:14: invalid number of arguments in \"random\" directive",
         ),
-        ("server;", "1:14: invalid number of arguments in \"server\" directive"),
+        (
+            "server;",
+            "1:14: invalid number of arguments in \"server\" directive",
+        ),
     ];
     for (directive, msg) in cases {
         let text = format!("upstream u {{ {directive} server a:1; }}");
@@ -407,9 +463,15 @@ fn refused_redefined_method() {
 fn refused_blocks_and_syntax() {
     let cases = [
         ("upstream u { }", "1:14: no servers are inside upstream"),
-        ("upstream u { server a:1 backup; }", "1:1: no servers in upstream \"u\""),
+        (
+            "upstream u { server a:1 backup; }",
+            "1:1: no servers in upstream \"u\"",
+        ),
         ("upstream u { server a:1 }", "1:25: unexpected \"}\""),
-        ("upstream u { server a:1; ", "1:26: unexpected end of file, expecting \"}\""),
+        (
+            "upstream u { server a:1; ",
+            "1:26: unexpected end of file, expecting \"}\"",
+        ),
         (
             "upstream u { server a:1",
             "1:24: unexpected end of file, expecting \";\" or \"}\"",
@@ -419,9 +481,18 @@ fn refused_blocks_and_syntax() {
         ("upstream u { server a:1 ;; }", "1:26: unexpected \";\""),
         ("upstream u { ; server a:1; }", "1:14: unexpected \";\""),
         ("upstream u { server a:1; { } }", "1:26: unexpected \"{\""),
-        ("upstream u { foo; server a:1; }", "1:14: unknown directive \"foo\""),
-        ("upstream u { SERVER a:1; }", "1:14: unknown directive \"SERVER\""),
-        ("upstream u { keepalive 8; server a:1; }", "1:14: unknown directive \"keepalive\""),
+        (
+            "upstream u { foo; server a:1; }",
+            "1:14: unknown directive \"foo\"",
+        ),
+        (
+            "upstream u { SERVER a:1; }",
+            "1:14: unknown directive \"SERVER\"",
+        ),
+        (
+            "upstream u { keepalive 8; server a:1; }",
+            "1:14: unknown directive \"keepalive\"",
+        ),
         (
             "upstream u { server a:1 {} }",
             "1:14: directive \"server\" is not terminated by \";\"",
@@ -438,10 +509,16 @@ fn refused_blocks_and_syntax() {
             "upstream { server a:1; }",
             "1:1: invalid number of arguments in \"upstream\" directive",
         ),
-        ("upstream u;", "1:1: directive \"upstream\" has no opening \"{\""),
+        (
+            "upstream u;",
+            "1:1: directive \"upstream\" has no opening \"{\"",
+        ),
         ("}", "1:1: unexpected \"}\""),
         ("", "1:1: expected an \"upstream\" block, found none"),
-        ("# nothing\n", "2:1: expected an \"upstream\" block, found none"),
+        (
+            "# nothing\n",
+            "2:1: expected an \"upstream\" block, found none",
+        ),
         (
             "server a:1;",
             "1:1: expected an \"upstream\" block, found \"server\"",
@@ -460,16 +537,28 @@ fn refused_blocks_and_syntax() {
 fn refused_sticky() {
     let s = |directive: &str| refuse(&format!("upstream u {{ {directive} server a:1; }}"));
     let cases = [
-        ("sticky cookie;", "1:14: invalid number of arguments in \"sticky\" directive"),
+        (
+            "sticky cookie;",
+            "1:14: invalid number of arguments in \"sticky\" directive",
+        ),
         ("sticky foo bar;", "1:21: unknown parameter \"foo\""),
-        ("sticky cookie \"\";", "1:14: \"sticky\" directive empty cookie name"),
+        (
+            "sticky cookie \"\";",
+            "1:14: \"sticky\" directive empty cookie name",
+        ),
         ("sticky cookie s bad;", "1:30: unknown parameter \"bad\""),
         (
             "sticky cookie s domain=a domain=b;",
             "1:39: \"sticky\" directive parameter \"domain\" is duplicate",
         ),
-        ("sticky cookie s domain=;", "1:30: \"sticky\" directive no value for \"domain\""),
-        ("sticky cookie s path=;", "1:30: \"sticky\" directive no value for \"path\""),
+        (
+            "sticky cookie s domain=;",
+            "1:30: \"sticky\" directive no value for \"domain\"",
+        ),
+        (
+            "sticky cookie s path=;",
+            "1:30: \"sticky\" directive no value for \"path\"",
+        ),
         (
             "sticky cookie s path=/ path=/x;",
             "1:37: \"sticky\" directive parameter \"path\" is duplicate",
@@ -594,7 +683,9 @@ fn refused_by_the_backend_set() {
         "1:21: backend 'a:1': max_fails counts failures within fail_timeout, which is 0"
     );
     assert_eq!(
-        parse("upstream u { server a:1 max_fails=0 fail_timeout=0; }").backends().backends()[0]
+        parse("upstream u { server a:1 max_fails=0 fail_timeout=0; }")
+            .backends()
+            .backends()[0]
             .fail_timeout,
         Duration::ZERO
     );
@@ -602,8 +693,9 @@ fn refused_by_the_backend_set() {
 
 #[test]
 fn error_fields_name_the_word() {
-    let err = parse_nginx("upstream u {\n\tserver a:1 backup;\n\tip_hash;\n\tserver b:1 backup;\n}")
-        .unwrap_err();
+    let err =
+        parse_nginx("upstream u {\n\tserver a:1 backup;\n\tip_hash;\n\tserver b:1 backup;\n}")
+            .unwrap_err();
     let ConfigError::Nginx {
         line,
         column,
@@ -823,7 +915,11 @@ fn serde_shapes_of_methods_and_sticky() {
 
 #[test]
 fn documents_get_the_nginx_rules() {
-    let json = |text: &str| from_str_with_format(text, Format::Json).unwrap_err().to_string();
+    let json = |text: &str| {
+        from_str_with_format(text, Format::Json)
+            .unwrap_err()
+            .to_string()
+    };
     let cases = [
         (
             r#"{"name":"a","backends":[{"id":"x:1","weight":0}]}"#,
@@ -936,8 +1032,11 @@ fn formats_and_files() {
     let nginx_path = dir.join("pool.conf");
     std::fs::write(&nginx_path, "upstream app { ip_hash; server 10.0.0.1:80; }").unwrap();
     let toml_path = dir.join("pool.TOML");
-    std::fs::write(&toml_path, "name = \"app\"\nmethod = \"ip_hash\"\nbackends = [{ id = \"10.0.0.1:80\" }]\n")
-        .unwrap();
+    std::fs::write(
+        &toml_path,
+        "name = \"app\"\nmethod = \"ip_hash\"\nbackends = [{ id = \"10.0.0.1:80\" }]\n",
+    )
+    .unwrap();
     let json_path = dir.join("pool.json");
     std::fs::write(
         &json_path,
@@ -993,18 +1092,20 @@ fn backend(backup: bool) -> impl Strategy<Value = Backend> {
         0u32..3,
         (any::<bool>(), any::<bool>(), prop::option::of(word())),
     )
-        .prop_map(move |(id, weight, max_fails, ft, max_conns, (down, drain, route))| {
-            let mut b = Backend::new(id)
-                .weight(weight)
-                .max_fails(max_fails)
-                .fail_timeout(Duration::from_secs(ft + u64::from(max_fails > 0)))
-                .max_conns(max_conns)
-                .down(down)
-                .drain(drain)
-                .backup(backup);
-            b.route = route.filter(|r| !r.is_empty());
-            b
-        })
+        .prop_map(
+            move |(id, weight, max_fails, ft, max_conns, (down, drain, route))| {
+                let mut b = Backend::new(id)
+                    .weight(weight)
+                    .max_fails(max_fails)
+                    .fail_timeout(Duration::from_secs(ft + u64::from(max_fails > 0)))
+                    .max_conns(max_conns)
+                    .down(down)
+                    .drain(drain)
+                    .backup(backup);
+                b.route = route.filter(|r| !r.is_empty());
+                b
+            },
+        )
 }
 
 fn method() -> impl Strategy<Value = Method> {
@@ -1040,16 +1141,18 @@ fn sticky() -> impl Strategy<Value = Option<Sticky>> {
         ]),
         prop::option::of(word().prop_map(|w| format!("/{w}"))),
     )
-        .prop_map(|(name, expires, domain, (httponly, secure), samesite, path)| {
-            let mut c = StickyCookie::new(name);
-            c.expires = expires;
-            c.domain = domain;
-            c.httponly = httponly;
-            c.secure = secure;
-            c.samesite = samesite;
-            c.path = path;
-            Sticky::Cookie(c)
-        });
+        .prop_map(
+            |(name, expires, domain, (httponly, secure), samesite, path)| {
+                let mut c = StickyCookie::new(name);
+                c.expires = expires;
+                c.domain = domain;
+                c.httponly = httponly;
+                c.secure = secure;
+                c.samesite = samesite;
+                c.path = path;
+                Sticky::Cookie(c)
+            },
+        );
     let route = prop::collection::vec(variable(), 1..3).prop_map(Sticky::Route);
     let learn = (
         prop::collection::vec(variable(), 1..3),

@@ -151,11 +151,16 @@ mod tests {
         assert_eq!(s("1m30s"), Some(90));
         assert_eq!(s("1m30"), Some(90));
         assert_eq!(s("1m 30s"), Some(90));
-        assert_eq!(s("1y1M1w1d1h1m1s"), Some(31_536_000 + 2_592_000 + 604_800 + 90_061));
+        assert_eq!(
+            s("1y1M1w1d1h1m1s"),
+            Some(31_536_000 + 2_592_000 + 604_800 + 90_061)
+        );
         assert_eq!(s("s5"), Some(5));
         assert_eq!(s("0"), Some(0));
         assert_eq!(s("9223372036854775807"), Some(9_223_372_036_854_775_807));
-        for bad in ["", "s", "500ms", "1s500ms", "1s1m", "1s1s", "-1", "1x", "1.5s"] {
+        for bad in [
+            "", "s", "500ms", "1s500ms", "1s1m", "1s1s", "-1", "1x", "1.5s",
+        ] {
             assert_eq!(s(bad), None, "{bad}");
         }
         assert_eq!(s("9223372036854775808"), None);
