@@ -226,8 +226,8 @@ impl MemoryLearnStore {
     }
 
     fn shard(&self, session: &str) -> &Mutex<Shard> {
-        let n = self.shards.len() as u64;
-        let i = self.hasher.hash_one(session) % n;
+        let n = u64::try_from(self.shards.len()).unwrap_or(1);
+        let i = self.hasher.hash_one(session) % n.max(1);
         // `i < n`, which came from a usize.
         &self.shards[usize::try_from(i).unwrap_or(0)]
     }

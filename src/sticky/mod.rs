@@ -339,10 +339,12 @@ impl Sticky {
     ///
     /// One O(1) lookup of the value (a hash probe; for sealed cookies, plus a
     /// 16-byte compare), then the policy's pick if affinity cannot be kept.
-    /// No allocation and no lock, except a new `learn` binding (one
-    /// insertion under one shard lock of the store) and the first sealed
-    /// pick after a pool update (see the module's limitations). A value
-    /// naming a backup scans the primaries, O(primaries).
+    /// Cookie and route layers take no lock and do not allocate, except for
+    /// the first sealed pick after a pool update (see the module's
+    /// limitations). A learn layer calls its store: in memory, one shard
+    /// lock held for one map operation, and one allocation when a session is
+    /// bound for the first time. A value naming a backup scans the
+    /// primaries, O(primaries).
     pub fn pick<P: Policy>(
         &self,
         request: &mut Request<'_, P>,

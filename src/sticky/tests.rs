@@ -668,3 +668,27 @@ fn configs_are_validated_with_names() {
     assert_eq!(Sticky::route().cookie_name(), None);
     assert!(Sticky::route().store().is_none());
 }
+
+#[test]
+fn the_request_key_reaches_the_policy_and_sticky_wins_over_it() {
+    let (pool, _) = pool_of(
+        ByKey,
+        vec![Backend::new(A), Backend::new(B), Backend::new(C)],
+    );
+    let sticky = cookie_layer();
+    let new = |key: &'static [u8]| once(&pool, &sticky, Key::Bytes(key), None).0;
+    assert_eq!(
+        (new(b"\x00"), new(b"\x01"), new(b"\x05")),
+        (A.into(), B.into(), C.into())
+    );
+    assert_eq!(
+        once(&pool, &sticky, Key::Bytes(b"\x01"), Some(MD5_C)),
+        kept(C, Some(&format!("srv={MD5_C}")))
+    );
+    // Sticky backend down: the key decides where the session goes.
+    pool.set_down(C, true).unwrap();
+    assert_eq!(
+        once(&pool, &sticky, Key::Bytes(b"\x04"), Some(MD5_C)),
+        broken(B, Broken::Unavailable, Some(&format!("srv={MD5_B}")))
+    );
+}
