@@ -58,6 +58,7 @@ mod live;
 mod pick;
 pub mod policy;
 mod pool;
+pub mod sticky;
 pub mod time;
 mod tried;
 
@@ -69,6 +70,7 @@ pub use live::{Event, Observer};
 pub use pick::{Outcome, Pick, Request};
 pub use policy::{Key, LeastConn, Policy, RoundRobin};
 pub use pool::{Pool, PoolBuilder, Snapshot};
+pub use sticky::{Affinity, Sticky, StickyError, StickyPick};
 
 /// The README's example, compiled and run as a doctest.
 #[cfg(doctest)]
