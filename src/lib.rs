@@ -53,6 +53,7 @@
 mod backend;
 mod clock;
 mod error;
+pub mod haproxy;
 mod live;
 mod pick;
 pub mod policy;
@@ -63,6 +64,7 @@ mod tried;
 pub use backend::{Backend, BackendSet, MAX_BACKENDS, MAX_WEIGHT};
 pub use clock::{Clock, ManualClock, MonotonicClock};
 pub use error::BuildError;
+pub use haproxy::{HaproxyChash, HaproxyMap, StaticRr};
 pub use live::{Event, Observer};
 pub use pick::{Outcome, Pick, Request};
 pub use policy::{Key, LeastConn, Policy, RoundRobin};
