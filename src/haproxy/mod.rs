@@ -80,6 +80,8 @@ use crate::policy::Key;
 use crate::BackendSet;
 
 mod chash;
+#[cfg(test)]
+mod golden;
 mod hash;
 mod map;
 
