@@ -84,7 +84,7 @@ enum Check {
     Map(HaproxyMap),
     Chash(HaproxyChash),
     /// Requests without a key, in order, from a fresh backend.
-    RoundRobin(Box<dyn Fn(&[Backend]) -> Vec<String>>),
+    RoundRobin(fn(&[Backend]) -> Vec<String>),
 }
 
 fn backends(servers: &[Server]) -> Vec<Backend> {
@@ -267,7 +267,7 @@ fn cases() -> Vec<Case> {
             kind: Kind::Hdr,
             lines: "balance static-rr".into(),
             servers: plain(weights),
-            check: Check::RoundRobin(Box::new(|b| sequence(StaticRr::default(), b))),
+            check: Check::RoundRobin(|b| sequence(StaticRr::default(), b)),
         });
         n += 1;
         cases.push(Case {
@@ -275,7 +275,7 @@ fn cases() -> Vec<Case> {
             kind: Kind::Hdr,
             lines: "balance hdr(x-k)\n  hash-type map-based".into(),
             servers: plain(weights),
-            check: Check::RoundRobin(Box::new(|b| sequence(HaproxyMap::hdr(), b))),
+            check: Check::RoundRobin(|b| sequence(HaproxyMap::hdr(), b)),
         });
         n += 1;
         cases.push(Case {
@@ -283,7 +283,7 @@ fn cases() -> Vec<Case> {
             kind: Kind::Hdr,
             lines: "balance hdr(x-k)\n  hash-type consistent".into(),
             servers: plain(weights),
-            check: Check::RoundRobin(Box::new(|b| sequence(HaproxyChash::hdr(), b))),
+            check: Check::RoundRobin(|b| sequence(HaproxyChash::hdr(), b)),
         });
         n += 1;
     }

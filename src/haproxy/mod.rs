@@ -46,6 +46,35 @@
 //! 1, 2, 3... in config order, skipping ids taken explicitly. To give a
 //! server an explicit id, set its [`Backend::hash_key`] to the number.
 //!
+//! # Versions
+//!
+//! Followed: HAProxy 2.6 as Debian 12 packages it (2.6.12). Consistent hashing
+//! places points from the server id only: the `hash-key` server option
+//! (points from the address) and the `none` hash function of later versions
+//! do not exist in 2.6, which refuses both. Lookups take the closest point
+//! on either side of the hash, not the next one at or after it, as every
+//! version since 1.5 does.
+//!
+//! # Performance
+//!
+//! Measured with `cargo bench --bench haproxy` on a shared 2-core VM, weights
+//! 1 to 7, `balance uri` keys of about 30 bytes. A pick includes the pool's
+//! own work (snapshot load, accounting) and hashing the key.
+//!
+//! | | n = 10 | n = 100 | n = 1000 |
+//! |---|---|---|---|
+//! | pick, [`HaproxyMap`] | 205 ns | 222 ns | 278 ns |
+//! | pick, [`HaproxyChash`] | 378 ns | 525 ns | 741 ns |
+//! | pick, [`HaproxyChash`] with a balance factor | 491 ns | 1.1 µs | 4.3 µs |
+//! | build, [`HaproxyMap`] | 8.1 µs | 144 µs | 3.0 ms |
+//! | build, [`HaproxyChash`] | 13.5 µs | 139 µs | 2.9 ms |
+//!
+//! Memory: the map takes 4 bytes per unit of weight (after dividing by the
+//! weights' common divisor, at most 256 per server); the tree 8 bytes per
+//! point, 16 points per unit of weight (up to 32 KiB for a server of weight
+//! 256). Removing a server moves only its own keys with consistent hashing,
+//! and most keys with the map, as in HAProxy.
+//!
 //! # Limitations
 //!
 //! - Only the defaults of `balance uri` (no `whole`, `len`, `depth` or
@@ -63,6 +92,7 @@
 //!   server down. To get HAProxy's exact answer for a server that is down,
 //!   mark it down ([`Pool::set_down`](crate::Pool::set_down)): the tables are
 //!   rebuilt as HAProxy rebuilds them.
+//! - With a balance factor, each pick totals the tier's active picks, O(n).
 //!
 //! [`Key::Ip`]: crate::Key::Ip
 //! [`Key::Bytes`]: crate::Key::Bytes
@@ -104,14 +134,14 @@ const ID_SPACING: u32 = MAX_HAPROXY_WEIGHT * POINTS_PER_WEIGHT;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Balance {
-    /// `balance source`: the client address, from [`Key::Ip`](crate::Key::Ip).
+    /// `balance source`: the client address, from [`Key::Ip`].
     #[default]
     Source,
     /// `balance uri`: the request target before `?`, from
-    /// [`Key::Bytes`](crate::Key::Bytes).
+    /// [`Key::Bytes`].
     Uri,
     /// `balance hdr(<name>)`: the first value of the header, from
-    /// [`Key::Bytes`](crate::Key::Bytes).
+    /// [`Key::Bytes`].
     Hdr,
 }
 
