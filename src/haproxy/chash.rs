@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::{
-    check_weights, full_hash, serving, Balance, HashFunction, Hasher, ID_SPACING, POINTS_PER_WEIGHT,
+    check_tier, check_weights, full_hash, serving, Balance, HashFunction, Hasher, ID_SPACING,
+    POINTS_PER_WEIGHT,
 };
 use crate::backend::Backend;
 use crate::error::BuildError;
@@ -147,6 +148,7 @@ impl Policy for HaproxyChash {
     }
 
     fn build(&self, tier: &[Backend], prev: Option<&ChashTable>) -> Result<ChashTable, BuildError> {
+        check_tier(tier, self.name())?;
         ChashTable::new(tier, self.all_backups, prev)
     }
 
@@ -266,11 +268,18 @@ impl ChashTable {
     /// weight and the remainder spread by cumulative weight, never below 1.
     fn has_room(&self, c: &Candidates<'_>, i: usize, load: u64, factor: u32) -> bool {
         let total = self.total_weight.max(1);
-        let slots = ((load + 1) * u64::from(factor)).div_ceil(100);
+        // Saturating: only absurd factors come near the limit, and a
+        // saturated share still means "room".
+        let slots = load
+            .saturating_add(1)
+            .saturating_mul(u64::from(factor))
+            .div_ceil(100);
         let (per_weight, remainder) = (slots / total, slots % total);
         let (weight, before) = (self.eweight[i], self.cumulative[i]);
-        let share = weight * per_weight + (before + weight) * remainder / total
-            - before * remainder / total;
+        // Both products stay below 2^64: weights total at most 2^32 and the
+        // remainder is below the total.
+        let spread = (before + weight) * remainder / total - before * remainder / total;
+        let share = weight.saturating_mul(per_weight).saturating_add(spread);
         u64::from(c.active(i)) < share.max(1)
     }
 
@@ -413,5 +422,83 @@ mod tests {
         assert_eq!(table.closest(350), Some(2));
         assert_eq!(table.closest(u32::MAX), Some(0));
         assert_eq!(table.closest(0), Some(0));
+    }
+
+    /// The servers met walking the points from the one closest to `hash`.
+    fn walk_from(table: &ChashTable, hash: u32) -> Vec<usize> {
+        let start = table.closest(hash).unwrap();
+        let len = table.keys().len();
+        (0..len)
+            .map(|s| table.servers()[(start + s) % len] as usize)
+            .collect()
+    }
+
+    #[test]
+    fn a_retry_moves_to_the_next_server_along_the_points() {
+        let policy = HaproxyChash::uri();
+        for path in ["/a", "/b", "/c/d", "/e?f"] {
+            // A fresh pool each time: a failure rests the server pool-wide.
+            let pool = crate::Pool::new(policy, tier(4)).unwrap();
+            let hash = policy.key_hash(Key::from(path)).unwrap();
+            let walk = walk_from(&pool.snapshot().primary_table(), hash);
+            let second = *walk.iter().find(|&&i| i != walk[0]).unwrap();
+            let mut request = pool.request(Key::from(path));
+            let first = request.next().unwrap();
+            assert_eq!(first.index(), walk[0]);
+            first.failure();
+            assert_eq!(request.next().unwrap().index(), second, "{path}");
+        }
+    }
+
+    #[test]
+    fn a_loaded_server_passes_keys_on_under_a_balance_factor() {
+        let policy = HaproxyChash::uri().balance_factor(150);
+        let pool = crate::Pool::new(policy, tier(3)).unwrap();
+        let hash = policy.key_hash(Key::from("/k")).unwrap();
+        let walk = walk_from(&pool.snapshot().primary_table(), hash);
+        // Load 0: ceil(1 × 1.5) = 2 slots over weights 16, 16, 16 give the
+        // servers 0, 1 and 1 slot; with one request held, ceil(2 × 1.5) = 3
+        // slots give 1 each, so the holder is full and the next server takes
+        // the key; with two held on different servers, ceil(3 × 1.5) = 5 give
+        // 1, 2, 2.
+        let held = pool.pick(Key::from("/k")).unwrap();
+        assert_eq!(held.index(), walk[0]);
+        let next = pool.pick(Key::from("/k")).unwrap();
+        let second = *walk.iter().find(|&&i| i != walk[0]).unwrap();
+        assert_eq!(next.index(), second);
+        let third = pool.pick(Key::from("/k")).unwrap();
+        let expected = if walk[0] == 0 { second } else { walk[0] };
+        assert_eq!(third.index(), expected);
+    }
+
+    #[test]
+    fn refuses_bad_factors_and_weights() {
+        let err = crate::Pool::new(HaproxyChash::uri().balance_factor(100), tier(2));
+        assert_eq!(
+            err.err().unwrap().to_string(),
+            "haproxy_chash: hash-balance-factor must be 0 or greater than 100, not 100"
+        );
+        let heavy = vec![Backend::new("h").weight(257)];
+        assert_eq!(
+            crate::Pool::new(HaproxyChash::uri(), heavy.clone())
+                .err()
+                .unwrap()
+                .to_string(),
+            "backend 'h' cannot be used with haproxy_chash: HAProxy weights range from 0 to 256"
+        );
+        assert!(HaproxyChash::uri().build(&heavy, None).is_err());
+    }
+
+    #[test]
+    fn keyless_requests_walk_the_points_in_order() {
+        let pool = crate::Pool::new(HaproxyChash::hdr(), tier(3)).unwrap();
+        let order: Vec<usize> = pool.snapshot().primary_table().servers()[..8]
+            .iter()
+            .map(|&i| i as usize)
+            .collect();
+        let picks: Vec<usize> = (0..8)
+            .map(|_| pool.pick(Key::None).unwrap().index())
+            .collect();
+        assert_eq!(picks, order);
     }
 }

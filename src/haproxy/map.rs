@@ -13,7 +13,7 @@ use std::collections::{BTreeSet, BinaryHeap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::{check_weights, serving, Balance, HashFunction, Hasher};
+use super::{check_tier, check_weights, serving, Balance, HashFunction, Hasher};
 use crate::backend::Backend;
 use crate::error::BuildError;
 use crate::policy::{Candidates, Key, Policy};
@@ -116,6 +116,7 @@ impl Policy for HaproxyMap {
     }
 
     fn build(&self, tier: &[Backend], prev: Option<&MapTable>) -> Result<MapTable, BuildError> {
+        check_tier(tier, self.name())?;
         Ok(MapTable::new(tier, self.all_backups, prev))
     }
 
@@ -184,6 +185,7 @@ impl Policy for StaticRr {
     }
 
     fn build(&self, tier: &[Backend], prev: Option<&MapTable>) -> Result<MapTable, BuildError> {
+        check_tier(tier, self.name())?;
         Ok(MapTable::new(tier, self.all_backups, prev))
     }
 
@@ -426,6 +428,47 @@ mod tests {
                 .collect();
             assert_eq!(fill_map(&servers), naive(&servers), "{weights:?}");
         }
+    }
+
+    #[test]
+    fn static_rr_skips_a_full_server_and_continues_after_the_pick() {
+        let mut servers = tier(&[1, 1, 2]);
+        servers[2].max_conns = 1;
+        let pool = crate::Pool::new(StaticRr::default(), servers).unwrap();
+        let id = |p: Option<crate::Pick>| p.unwrap().id().to_string();
+        assert_eq!(id(pool.pick(Key::None)), "s1");
+        let held = pool.pick(Key::None).unwrap();
+        assert_eq!(held.id(), "s3");
+        // Map [s1, s3, s2, s3]: s3 is full, so slots 3 and 1 pass to the
+        // next slot, and the walk resumes after the server taken.
+        let order: Vec<String> = (0..4).map(|_| id(pool.pick(Key::None))).collect();
+        assert_eq!(order, ["s2", "s1", "s2", "s1"]);
+    }
+
+    #[test]
+    fn a_hash_on_an_unavailable_server_takes_the_next_slot() {
+        let policy = HaproxyMap::uri();
+        let pool = crate::Pool::new(policy, tier(&[1, 1, 2])).unwrap();
+        // sdbm("a") = 97, 97 % 4 = 1: map[1] = s3, then map[2] = s2.
+        let mut request = pool.request(Key::from("a"));
+        let first = request.next().unwrap();
+        assert_eq!(first.id(), "s3");
+        drop(first);
+        assert_eq!(request.next().unwrap().id(), "s2");
+        assert_eq!(request.next().unwrap().id(), "s1");
+        assert!(request.next().is_none());
+    }
+
+    #[test]
+    fn weights_above_256_are_refused() {
+        let err = crate::Pool::new(HaproxyMap::uri(), tier(&[1, 257]))
+            .err()
+            .unwrap();
+        assert_eq!(
+            err.to_string(),
+            "backend 's2' cannot be used with haproxy_map: HAProxy weights range from 0 to 256"
+        );
+        assert!(StaticRr::default().build(&tier(&[300]), None).is_err());
     }
 
     proptest::proptest! {

@@ -216,11 +216,12 @@ fn first_value(value: &[u8]) -> &[u8] {
 
 /// Refuses weights HAProxy would refuse.
 pub(crate) fn check_weights(set: &BackendSet, policy: &'static str) -> Result<(), BuildError> {
-    match set
-        .backends()
-        .iter()
-        .find(|b| b.weight > MAX_HAPROXY_WEIGHT)
-    {
+    check_tier(set.backends(), policy)
+}
+
+/// Refuses weights HAProxy would refuse, in a tier given to `build` directly.
+pub(crate) fn check_tier(tier: &[Backend], policy: &'static str) -> Result<(), BuildError> {
+    match tier.iter().find(|b| b.weight > MAX_HAPROXY_WEIGHT) {
         Some(b) => Err(BuildError::Unsupported {
             id: b.id.clone(),
             policy,
