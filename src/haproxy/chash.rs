@@ -440,7 +440,7 @@ mod tests {
             // A fresh pool each time: a failure rests the server pool-wide.
             let pool = crate::Pool::new(policy, tier(4)).unwrap();
             let hash = policy.key_hash(Key::from(path)).unwrap();
-            let walk = walk_from(&pool.snapshot().primary_table(), hash);
+            let walk = walk_from(pool.snapshot().primary_table(), hash);
             let second = *walk.iter().find(|&&i| i != walk[0]).unwrap();
             let mut request = pool.request(Key::from(path));
             let first = request.next().unwrap();
@@ -455,7 +455,7 @@ mod tests {
         let policy = HaproxyChash::uri().balance_factor(150);
         let pool = crate::Pool::new(policy, tier(3)).unwrap();
         let hash = policy.key_hash(Key::from("/k")).unwrap();
-        let walk = walk_from(&pool.snapshot().primary_table(), hash);
+        let walk = walk_from(pool.snapshot().primary_table(), hash);
         // Load 0: ceil(1 × 1.5) = 2 slots over weights 16, 16, 16 give the
         // servers 0, 1 and 1 slot; with one request held, ceil(2 × 1.5) = 3
         // slots give 1 each, so the holder is full and the next server takes
