@@ -54,6 +54,7 @@ mod backend;
 mod clock;
 pub mod config;
 mod error;
+pub mod haproxy;
 mod live;
 mod pick;
 pub mod policy;
@@ -66,6 +67,7 @@ pub use backend::{Backend, BackendSet, IntoBackendSet, MAX_BACKENDS, MAX_WEIGHT}
 pub use clock::{Clock, ManualClock, MonotonicClock};
 pub use config::{ConfigError, UpstreamConfig};
 pub use error::BuildError;
+pub use haproxy::{HaproxyChash, HaproxyMap, StaticRr};
 pub use live::{Event, Observer};
 pub use pick::{Outcome, Pick, Request};
 pub use policy::{Key, LeastConn, Policy, RoundRobin};

@@ -103,6 +103,12 @@ any_policy! {
     RoundRobin(RoundRobin),
     /// nginx's `least_conn`.
     LeastConn(LeastConn),
+    /// HAProxy's `hash-type map-based`.
+    HaproxyMap(crate::haproxy::HaproxyMap),
+    /// HAProxy's `hash-type consistent`.
+    HaproxyChash(crate::haproxy::HaproxyChash),
+    /// HAProxy's `balance static-rr`.
+    StaticRr(crate::haproxy::StaticRr),
 }
 
 impl From<RoundRobin> for AnyPolicy {
