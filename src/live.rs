@@ -112,19 +112,7 @@ impl Shared {
     /// window as nginx does when it picks a peer. Returns false, changing
     /// nothing, when the backend is full or another thread won its probe.
     pub(crate) fn acquire(&self, spec: &Backend, now: &mut dyn FnMut() -> u64) -> bool {
-        let live = &self.live;
-        let max = spec.max_conns;
-        // Relaxed: the count is its own datum; no other memory hangs on it.
-        let taken = live
-            .active
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |a| {
-                if max != 0 && a >= max {
-                    None
-                } else {
-                    a.checked_add(1)
-                }
-            });
-        if taken.is_err() {
+        if !self.take_slot(spec.max_conns) {
             return false;
         }
         if !self.move_window(spec, now) {
@@ -134,6 +122,29 @@ impl Shared {
         // Relaxed: a pool-wide gauge read only for load ratios.
         self.pool.total_active.fetch_add(1, Ordering::Relaxed);
         true
+    }
+
+    /// Takes one active slot below `max` (0: unlimited). Without a limit
+    /// this is one `fetch_add`, not a compare-and-swap loop; the count still
+    /// never wraps: at `u32::MAX` the increment is undone and refused.
+    #[inline]
+    fn take_slot(&self, max: u32) -> bool {
+        let active = &self.live.active;
+        if max == 0 {
+            // Relaxed: the count is its own datum; no other memory hangs on it.
+            if active.fetch_add(1, Ordering::Relaxed) != u32::MAX {
+                return true;
+            }
+            // Relaxed: as above; undoes the wrap to 0.
+            active.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        // Relaxed: as above; the loop keeps the count at or below `max`.
+        active
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |a| {
+                (a < max).then_some(a + 1)
+            })
+            .is_ok()
     }
 
     /// nginx sets `checked = now` when it picks a peer more than
@@ -161,14 +172,16 @@ impl Shared {
         won || spec.max_fails == 0 || fails < spec.max_fails
     }
 
+    /// Gives back one slot: one `fetch_sub`, not a compare-and-swap loop.
+    /// Saturating, so that a bug can never wrap the count: a decrement
+    /// from 0 is undone.
+    #[inline]
     pub(crate) fn release_slot(&self) {
-        // Relaxed: see acquire. Saturating so that a bug can never wrap it.
-        let _ = self
-            .live
-            .active
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |a| {
-                Some(a.saturating_sub(1))
-            });
+        // Relaxed: see take_slot.
+        if self.live.active.fetch_sub(1, Ordering::Relaxed) == 0 {
+            // Relaxed: as above; undoes the wrap to u32::MAX.
+            self.live.active.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn active(&self) -> u32 {
