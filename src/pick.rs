@@ -131,7 +131,7 @@ pub(crate) fn next<P: Policy>(
         };
         let offset = range.start;
         let specs = &snap.specs[range.clone()];
-        let shared = &snap.shared[range.clone()];
+        let shared = &snap.shared[range];
         let cands = Candidates::new(specs, shared, offset, tried, clock);
         let chosen = snap.policy.pick(table, &cands, key, state);
         // An index out of range or already tried means the policy has nothing
@@ -146,9 +146,25 @@ pub(crate) fn next<P: Policy>(
             *state = P::State::default();
             continue;
         };
-        if let Some(pick) = acquire(snap, tried, range, i) {
-            return Some(pick);
+        // The policy's own candidates check and take the slot, so the clock
+        // is read at most once per tier.
+        let acquired = cands.is_usable(i) && shared[i].acquire(&specs[i], &mut || cands.now_ms());
+        tried.insert(offset + i);
+        if acquired {
+            return Some(new_pick(snap, offset + i));
         }
+    }
+}
+
+/// The handle of a slot just taken on backend `index` (snapshot order).
+#[inline]
+fn new_pick<P: Policy>(snap: &Snapshot<P>, index: usize) -> Pick {
+    Pick {
+        shared: Arc::clone(&snap.shared[index]),
+        index,
+        generation: snap.generation,
+        max_fails: snap.specs[index].max_fails,
+        count_failures: !snap.single,
     }
 }
 
@@ -166,13 +182,7 @@ fn acquire<P: Policy>(
     let cands = Candidates::new(specs, shared, offset, tried, &*snap.pool.clock);
     let acquired = cands.is_usable(i) && shared[i].acquire(&specs[i], &mut || cands.now_ms());
     tried.insert(offset + i);
-    acquired.then(|| Pick {
-        shared: Arc::clone(&shared[i]),
-        index: offset + i,
-        generation: snap.generation,
-        max_fails: specs[i].max_fails,
-        count_failures: !snap.single,
-    })
+    acquired.then(|| new_pick(snap, offset + i))
 }
 
 /// One request that may try several backends, never the same one twice.
