@@ -111,6 +111,7 @@ impl Shared {
     /// Takes one active slot, honouring `max_conns`, and moves the failure
     /// window as nginx does when it picks a peer. Returns false, changing
     /// nothing, when the backend is full or another thread won its probe.
+    #[inline]
     pub(crate) fn acquire(&self, spec: &Backend, now: &mut dyn FnMut() -> u64) -> bool {
         if !self.take_slot(spec.max_conns) {
             return false;
@@ -151,6 +152,7 @@ impl Shared {
     /// `fail_timeout` after the last check. With no failures counted the
     /// value is never read, so the clock is not even consulted then. When
     /// the backend is failed out, only one picker may win the probe.
+    #[inline]
     fn move_window(&self, spec: &Backend, now: &mut dyn FnMut() -> u64) -> bool {
         let live = &self.live;
         // Relaxed: see failed_out.
@@ -184,6 +186,7 @@ impl Shared {
         }
     }
 
+    #[inline]
     pub(crate) fn active(&self) -> u32 {
         // Relaxed: a gauge.
         self.live.active.load(Ordering::Relaxed)

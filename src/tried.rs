@@ -15,23 +15,41 @@ pub(crate) struct TriedSet {
 impl TriedSet {
     const INLINE_BITS: usize = 256;
 
+    #[inline]
     pub(crate) fn contains(&self, i: usize) -> bool {
         if i < Self::INLINE_BITS {
             return self.bits[i / 64] & (1 << (i % 64)) != 0;
         }
+        // The spill fills only once `far` is full: an empty `far` means none.
+        self.far_len != 0 && self.contains_far(i)
+    }
+
+    /// The lists of indices at or above `INLINE_BITS`, kept out of line so
+    /// that the common case inlines to one bit test.
+    #[inline(never)]
+    fn contains_far(&self, i: usize) -> bool {
         self.far[..self.far_len].contains(&i) || self.spill.contains(&i)
     }
 
+    #[inline]
     pub(crate) fn insert(&mut self, i: usize) {
         if i < Self::INLINE_BITS {
             self.bits[i / 64] |= 1 << (i % 64);
-        } else if !self.contains(i) {
-            if self.far_len < self.far.len() {
-                self.far[self.far_len] = i;
-                self.far_len += 1;
-            } else {
-                self.spill.push(i);
-            }
+        } else {
+            self.insert_far(i);
+        }
+    }
+
+    #[inline(never)]
+    fn insert_far(&mut self, i: usize) {
+        if self.contains_far(i) {
+            return;
+        }
+        if self.far_len < self.far.len() {
+            self.far[self.far_len] = i;
+            self.far_len += 1;
+        } else {
+            self.spill.push(i);
         }
     }
 }
