@@ -42,7 +42,8 @@ pub type Observer = Arc<dyn Fn(&Event) + Send + Sync>;
 /// State shared by every snapshot of one pool.
 pub(crate) struct PoolShared {
     pub(crate) clock: Arc<dyn Clock>,
-    /// Active picks over the whole pool.
+    /// Active picks over the whole pool, kept only by the picks of
+    /// policies that count it (`Policy::COUNTS_TOTAL_ACTIVE`).
     pub(crate) total_active: AtomicU64,
     pub(crate) observer: Option<Observer>,
 }
@@ -120,8 +121,6 @@ impl Shared {
             self.release_slot();
             return false;
         }
-        // Relaxed: a pool-wide gauge read only for load ratios.
-        self.pool.total_active.fetch_add(1, Ordering::Relaxed);
         true
     }
 

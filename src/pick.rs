@@ -34,6 +34,8 @@ pub struct Pick {
     generation: u64,
     max_fails: u32,
     count_failures: bool,
+    /// Whether this pick added itself to the pool-wide count.
+    counted_in_total: bool,
 }
 
 impl Pick {
@@ -86,11 +88,13 @@ impl Pick {
 impl Drop for Pick {
     fn drop(&mut self) {
         self.shared.release_slot();
-        // Relaxed: a gauge; see Shared::acquire.
-        self.shared
-            .pool
-            .total_active
-            .fetch_sub(1, Ordering::Relaxed);
+        if self.counted_in_total {
+            // Relaxed: a gauge; see new_pick.
+            self.shared
+                .pool
+                .total_active
+                .fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -159,12 +163,18 @@ pub(crate) fn next<P: Policy>(
 /// The handle of a slot just taken on backend `index` (snapshot order).
 #[inline]
 fn new_pick<P: Policy>(snap: &Snapshot<P>, index: usize) -> Pick {
+    let shared = &snap.shared[index];
+    if P::COUNTS_TOTAL_ACTIVE {
+        // Relaxed: a pool-wide gauge read only for load ratios.
+        shared.pool.total_active.fetch_add(1, Ordering::Relaxed);
+    }
     Pick {
-        shared: Arc::clone(&snap.shared[index]),
+        shared: Arc::clone(shared),
         index,
         generation: snap.generation,
         max_fails: snap.specs[index].max_fails,
         count_failures: !snap.single,
+        counted_in_total: P::COUNTS_TOTAL_ACTIVE,
     }
 }
 

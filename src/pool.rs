@@ -7,7 +7,7 @@
 //! with one store, so a reader never sees new backends with old tables.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
@@ -289,6 +289,10 @@ pub struct Pool<P: Policy> {
     writer: Mutex<BackendSet>,
     shared: Arc<PoolShared>,
     generation: AtomicU64,
+    /// Live state of backends that swaps removed, while picks or old
+    /// snapshots still hold it: `total_active` counts it for policies
+    /// that do not keep the pool-wide count.
+    retired: Mutex<Vec<Weak<Shared>>>,
 }
 
 /// Builds a [`Pool`] with a chosen clock and observer.
@@ -344,6 +348,7 @@ impl<P: Policy> PoolBuilder<P> {
             writer: Mutex::new(set),
             shared,
             generation: AtomicU64::new(1),
+            retired: Mutex::new(Vec::new()),
         })
     }
 }
@@ -532,7 +537,15 @@ impl<P: Policy> Pool<P> {
                     .store(self.shared.clock.now_ms(), Ordering::Relaxed);
             }
         }
-        self.current.store(Arc::new(snap));
+        if P::COUNTS_TOTAL_ACTIVE {
+            self.current.store(Arc::new(snap));
+        } else {
+            // Under the retired list's lock, so that total_active never
+            // sees a removed backend in both places or in neither.
+            let mut retired = self.retired.lock();
+            retire_removed(&mut retired, &prev, &snap);
+            self.current.store(Arc::new(snap));
+        }
         self.generation.store(generation, Ordering::Relaxed);
         *writer = set;
         self.shared.emit(Event::Swapped {
@@ -542,9 +555,51 @@ impl<P: Policy> Pool<P> {
         Ok(())
     }
 
-    /// Unreleased picks over the whole pool.
+    /// Unreleased picks over the whole pool, on backends of the current set
+    /// and on backends removed since they were picked.
+    ///
+    /// # Complexity
+    ///
+    /// O(1) for policies that keep the pool-wide count
+    /// ([`Policy::COUNTS_TOTAL_ACTIVE`]). For the others, which leave that
+    /// count off the pick path, O(n + r) for r removed backends still held
+    /// by picks or snapshots, under the writer lock (never taken by picks).
     pub fn total_active(&self) -> u64 {
-        // Relaxed: a gauge.
-        self.shared.total_active.load(Ordering::Relaxed)
+        if P::COUNTS_TOTAL_ACTIVE {
+            // Relaxed: a gauge.
+            return self.shared.total_active.load(Ordering::Relaxed);
+        }
+        // The retired list's lock keeps a swap from moving a backend between
+        // the current snapshot and the list while they are summed.
+        let mut retired = self.retired.lock();
+        retired.retain(|w| w.strong_count() > 0);
+        let current: u64 = self
+            .current
+            .load()
+            .shared
+            .iter()
+            .map(|s| u64::from(s.active()))
+            .sum();
+        let removed: u64 = retired
+            .iter()
+            .filter_map(Weak::upgrade)
+            .map(|s| u64::from(s.active()))
+            .sum();
+        current + removed
+    }
+}
+
+/// Keeps a weak handle on the live state of each backend of `prev` that
+/// `next` drops, and forgets handles nothing holds any more.
+fn retire_removed<P: Policy>(
+    retired: &mut Vec<Weak<Shared>>,
+    prev: &Snapshot<P>,
+    next: &Snapshot<P>,
+) {
+    retired.retain(|w| w.strong_count() > 0);
+    for (spec, shared) in prev.specs.iter().zip(prev.shared.iter()) {
+        if next.index_of(&spec.id).is_none() {
+            retired.push(Arc::downgrade(shared));
+        }
     }
 }

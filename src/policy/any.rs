@@ -56,6 +56,9 @@ macro_rules! any_policy {
             type Table = AnyTable;
             type State = AnyState;
 
+            // The variant is known only at run time: count if any may need it.
+            const COUNTS_TOTAL_ACTIVE: bool = false $(|| <$ty as Policy>::COUNTS_TOTAL_ACTIVE)*;
+
             fn name(&self) -> &'static str {
                 match self {
                     $(AnyPolicy::$variant(p) => p.name(),)*

@@ -36,6 +36,9 @@ impl Policy for LeastConn {
     type Table = ();
     type State = ();
 
+    // Never reads the pool-wide count: skip keeping it.
+    const COUNTS_TOTAL_ACTIVE: bool = false;
+
     fn name(&self) -> &'static str {
         "least_conn"
     }

@@ -69,6 +69,15 @@ pub trait Policy: Clone + Send + Sync + 'static {
     /// from the primaries to the backups.
     type State: Default;
 
+    /// Whether every pick keeps the pool-wide count of active picks up to
+    /// date (one atomic add on the pick, one subtract on its drop, both on a
+    /// cache line every core shares). A policy that reads that count while
+    /// picking (bounded loads) must leave this `true`, the default. A policy
+    /// that never does sets it to `false`: its picks then skip both
+    /// operations, and [`Pool::total_active`](crate::Pool::total_active)
+    /// adds up the per-backend counts instead.
+    const COUNTS_TOTAL_ACTIVE: bool = true;
+
     /// A short name used in error messages, such as `"ip_hash"`.
     fn name(&self) -> &'static str;
 

@@ -113,6 +113,9 @@ impl Policy for RoundRobin {
     type Table = RoundRobinTable;
     type State = ();
 
+    // Never reads the pool-wide count: skip keeping it.
+    const COUNTS_TOTAL_ACTIVE: bool = false;
+
     fn name(&self) -> &'static str {
         "round_robin"
     }
