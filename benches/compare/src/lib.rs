@@ -1,0 +1,212 @@
+//! The rows of the comparison: one closure per subject (upstream, a peer,
+//! the bare algorithm), each built before timing and run in batches.
+//!
+//! Every subject of a row sees the same backends (same addresses, same mixed
+//! weights) and the same keys, in the same order.
+
+use std::collections::BTreeSet;
+use std::hint::black_box;
+use std::net::SocketAddr;
+
+use futures::FutureExt;
+use pingora_ketama::{Bucket, Continuum};
+use pingora_load_balancing::selection::{BackendIter, BackendSelection};
+use pingora_load_balancing::{discovery, Backends, LoadBalancer};
+use upstream::{Key, Pool};
+
+/// Backend counts of every row.
+pub const SIZES: [usize; 3] = [10, 100, 1000];
+
+/// Distinct keys cycled through by keyed subjects.
+pub const KEYS: usize = 4096;
+
+/// pingora's `select(key, max_iterations)` bound, as its examples use.
+pub const MAX_ITERATIONS: usize = 256;
+
+/// Runs a subject `iters` times.
+pub type Batch = Box<dyn FnMut(u64)>;
+
+/// One subject of a row.
+pub struct Subject {
+    /// Who is measured: `upstream`, `pingora select()`, `Continuum::node`, `bare`.
+    pub name: &'static str,
+    /// The timed work.
+    pub batch: Batch,
+}
+
+/// One line of the table: a policy at one backend count.
+pub struct Row {
+    /// The policy, as named in both crates.
+    pub policy: &'static str,
+    /// Backends in the set.
+    pub n: usize,
+    /// `upstream` first, then the peers, then the bare algorithm.
+    pub subjects: Vec<Subject>,
+}
+
+/// Backend `i` of a set of `n`: an address and a weight from 1 to 10.
+pub fn backend(i: usize) -> (SocketAddr, u32) {
+    let addr = format!("10.{}.{}.{}:8080", i >> 16, (i >> 8) & 255, i & 255);
+    (
+        addr.parse().expect("a valid address"),
+        1 + (i as u32 * 7) % 10,
+    )
+}
+
+/// The upstream backends of a set of `n`.
+pub fn upstream_backends(n: usize) -> Vec<upstream::Backend> {
+    (0..n)
+        .map(|i| {
+            let (addr, weight) = backend(i);
+            upstream::Backend::new(addr.to_string()).weight(weight)
+        })
+        .collect()
+}
+
+fn pingora_lb<S>(n: usize) -> LoadBalancer<S>
+where
+    S: BackendSelection + 'static,
+    S::Iter: BackendIter,
+{
+    let set: BTreeSet<pingora_load_balancing::Backend> = (0..n)
+        .map(|i| {
+            let (addr, weight) = backend(i);
+            pingora_load_balancing::Backend::new_with_weight(&addr.to_string(), weight as usize)
+                .expect("a valid address")
+        })
+        .collect();
+    let lb = LoadBalancer::<S>::from_backends(Backends::new(discovery::Static::new(set)));
+    lb.update()
+        .now_or_never()
+        .expect("static discovery does not block")
+        .expect("static discovery does not fail");
+    lb
+}
+
+fn lcg(state: &mut u64) -> u64 {
+    *state = state
+        .wrapping_mul(6_364_136_223_846_793_005)
+        .wrapping_add(1_442_695_040_888_963_407);
+    *state >> 16
+}
+
+/// 24-byte lowercase keys, the same for every subject.
+pub fn keys() -> Vec<[u8; 24]> {
+    let mut s = 2;
+    (0..KEYS)
+        .map(|_| {
+            let mut key = [0u8; 24];
+            for b in &mut key {
+                *b = b'a' + (lcg(&mut s) % 26) as u8;
+            }
+            key
+        })
+        .collect()
+}
+
+/// A batch that picks with `pick` on each key in turn.
+fn keyed(mut pick: impl FnMut(&[u8]) + 'static) -> Batch {
+    let keys = keys();
+    let mut k = 0usize;
+    Box::new(move |iters| {
+        for _ in 0..iters {
+            pick(&keys[k % KEYS]);
+            k = k.wrapping_add(1);
+        }
+    })
+}
+
+fn upstream_pick<P: upstream::Policy>(pool: Pool<P>, keyed_by_bytes: bool) -> Subject {
+    let batch = if keyed_by_bytes {
+        keyed(move |key| {
+            black_box(pool.pick(Key::Bytes(black_box(key))).map(|p| p.index()));
+        })
+    } else {
+        Box::new(move |iters: u64| {
+            for _ in 0..iters {
+                black_box(pool.pick(Key::None).map(|p| p.index()));
+            }
+        }) as Batch
+    };
+    Subject {
+        name: "upstream",
+        batch,
+    }
+}
+
+fn pingora_select<S>(lb: LoadBalancer<S>) -> Subject
+where
+    S: BackendSelection + 'static,
+    S::Iter: BackendIter,
+{
+    Subject {
+        name: "pingora select()",
+        batch: keyed(move |key| {
+            black_box(lb.select(black_box(key), MAX_ITERATIONS));
+        }),
+    }
+}
+
+fn continuum_node(n: usize) -> Subject {
+    let buckets: Vec<Bucket> = (0..n)
+        .map(|i| {
+            let (addr, weight) = backend(i);
+            Bucket::new(addr, weight)
+        })
+        .collect();
+    let ring = Continuum::new(&buckets);
+    Subject {
+        name: "Continuum::node",
+        batch: keyed(move |key| {
+            black_box(ring.node(black_box(key)));
+        }),
+    }
+}
+
+/// Round robin: one shared cursor and a read of the prebuilt schedule.
+fn bare_round_robin(n: usize) -> Subject {
+    let pool = Pool::new(upstream::RoundRobin, upstream_backends(n)).expect("a valid set");
+    let schedule: Box<[u32]> = pool.snapshot().primary_table().schedule().into();
+    let cursor = std::sync::atomic::AtomicU64::new(0);
+    Subject {
+        name: "bare",
+        batch: Box::new(move |iters| {
+            let len = schedule.len() as u64;
+            for _ in 0..iters {
+                // Relaxed: as upstream's own cursor.
+                let c = cursor.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                black_box(schedule[(c % len) as usize]);
+            }
+        }),
+    }
+}
+
+/// Every row, in table order. `filter` keeps rows whose policy contains it.
+pub fn rows(filter: &str) -> Vec<Row> {
+    use pingora_load_balancing::selection::RoundRobin as PRoundRobin;
+
+    let mut rows = Vec::new();
+    for n in SIZES {
+        rows.push(Row {
+            policy: "round_robin",
+            n,
+            subjects: vec![
+                upstream_pick(
+                    Pool::new(upstream::RoundRobin, upstream_backends(n)).expect("a valid set"),
+                    false,
+                ),
+                pingora_select(pingora_lb::<PRoundRobin>(n)),
+                bare_round_robin(n),
+            ],
+        });
+    }
+    for n in SIZES {
+        rows.push(Row {
+            policy: "ketama",
+            n,
+            subjects: vec![continuum_node(n)],
+        });
+    }
+    rows.retain(|r| r.policy.contains(filter));
+    rows
+}

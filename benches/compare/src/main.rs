@@ -1,0 +1,76 @@
+//! Prints the comparison table: median ns per pick of each subject, measured
+//! interleaved (one batch of each subject per round), so that a change of
+//! machine load during the run moves every subject of a row alike.
+//!
+//! Usage: `cargo run --release -- [FILTER] [--rounds N] [--ms M]`
+
+use std::time::{Duration, Instant};
+
+use upstream_compare::{rows, Batch};
+
+fn main() {
+    let mut filter = String::new();
+    let mut rounds = 15usize;
+    let mut batch_ms = 10u64;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--rounds" => rounds = args.next().and_then(|v| v.parse().ok()).unwrap_or(rounds),
+            "--ms" => batch_ms = args.next().and_then(|v| v.parse().ok()).unwrap_or(batch_ms),
+            "--bench" => {}
+            other => filter = other.to_string(),
+        }
+    }
+    let target = Duration::from_millis(batch_ms);
+
+    println!("| policy | n | subject | ns/pick (median of {rounds}) | min | subject ÷ upstream |");
+    println!("|---|---:|---|---:|---:|---:|");
+    for mut row in rows(&filter) {
+        let iters: Vec<u64> = row
+            .subjects
+            .iter_mut()
+            .map(|s| calibrate(&mut s.batch, target))
+            .collect();
+        let mut samples = vec![Vec::with_capacity(rounds); row.subjects.len()];
+        for _ in 0..rounds {
+            for (k, s) in row.subjects.iter_mut().enumerate() {
+                let start = Instant::now();
+                (s.batch)(iters[k]);
+                samples[k].push(start.elapsed().as_secs_f64() * 1e9 / iters[k] as f64);
+            }
+        }
+        let medians: Vec<(f64, f64)> = samples.iter_mut().map(|s| median_min(s)).collect();
+        let base = row
+            .subjects
+            .iter()
+            .position(|s| s.name == "upstream")
+            .map(|k| medians[k].0);
+        for (s, (median, min)) in row.subjects.iter().zip(&medians) {
+            let ratio = base.map_or("–".to_string(), |b| format!("{:.1}×", median / b));
+            println!(
+                "| {} | {} | {} | {:.2} | {:.2} | {} |",
+                row.policy, row.n, s.name, median, min, ratio
+            );
+        }
+    }
+}
+
+/// Iterations that take about `target`, after a warm-up.
+fn calibrate(batch: &mut Batch, target: Duration) -> u64 {
+    let mut iters = 64u64;
+    loop {
+        let start = Instant::now();
+        batch(iters);
+        let spent = start.elapsed();
+        if spent >= target / 2 || iters >= 1 << 30 {
+            let per = spent.as_secs_f64() / iters as f64;
+            return ((target.as_secs_f64() / per) as u64).max(1);
+        }
+        iters *= 2;
+    }
+}
+
+fn median_min(samples: &mut [f64]) -> (f64, f64) {
+    samples.sort_by(f64::total_cmp);
+    (samples[samples.len() / 2], samples[0])
+}
