@@ -57,6 +57,7 @@ mod live;
 mod pick;
 pub mod policy;
 mod pool;
+mod random;
 pub mod time;
 mod tried;
 
@@ -67,3 +68,4 @@ pub use live::{Event, Observer};
 pub use pick::{Outcome, Pick, Request};
 pub use policy::{Key, LeastConn, Policy, RoundRobin};
 pub use pool::{Pool, PoolBuilder, Snapshot};
+pub use random::{RandomSource, Sequence, SplitMix64};

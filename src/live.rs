@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use crate::backend::Backend;
 use crate::clock::Clock;
+use crate::random::RandomSource;
 
 /// A change of state worth a log line: never emitted per request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,12 +43,26 @@ pub type Observer = Arc<dyn Fn(&Event) + Send + Sync>;
 /// State shared by every snapshot of one pool.
 pub(crate) struct PoolShared {
     pub(crate) clock: Arc<dyn Clock>,
+    /// The random source of every pick of this pool.
+    pub(crate) random: Arc<dyn RandomSource>,
     /// Active picks over the whole pool.
     pub(crate) total_active: AtomicU64,
     pub(crate) observer: Option<Observer>,
 }
 
 impl PoolShared {
+    /// Pool state with `clock` and every other setting at its default, for
+    /// unit tests that build candidates without a pool.
+    #[cfg(test)]
+    pub(crate) fn new(clock: Arc<dyn Clock>) -> Self {
+        PoolShared {
+            clock,
+            random: Arc::new(crate::random::SplitMix64::new()),
+            total_active: AtomicU64::new(0),
+            observer: None,
+        }
+    }
+
     pub(crate) fn emit(&self, event: Event) {
         if let Some(observer) = &self.observer {
             observer(&event);

@@ -132,7 +132,7 @@ pub(crate) fn next<P: Policy>(
         let offset = range.start;
         let specs = &snap.specs[range.clone()];
         let shared = &snap.shared[range.clone()];
-        let cands = Candidates::new(specs, shared, offset, tried, clock);
+        let cands = Candidates::new(specs, shared, offset, tried, clock).in_pool(&snap.pool);
         let chosen = snap.policy.pick(table, &cands, key, state);
         // An index out of range or already tried means the policy has nothing
         // left in this tier; anything else is tried at most once, so the loop
@@ -163,7 +163,8 @@ fn acquire<P: Policy>(
     let offset = range.start;
     let specs = &snap.specs[range.clone()];
     let shared = &snap.shared[range];
-    let cands = Candidates::new(specs, shared, offset, tried, &*snap.pool.clock);
+    let cands =
+        Candidates::new(specs, shared, offset, tried, &*snap.pool.clock).in_pool(&snap.pool);
     let acquired = cands.is_usable(i) && shared[i].acquire(&specs[i], &mut || cands.now_ms());
     tried.insert(offset + i);
     acquired.then(|| Pick {

@@ -18,6 +18,7 @@ use crate::error::BuildError;
 use crate::live::{Event, Observer, PoolShared, Shared};
 use crate::pick::{self, Pick, Request};
 use crate::policy::{Key, Policy};
+use crate::random::{RandomSource, SplitMix64};
 use crate::tried::TriedSet;
 
 /// One immutable view of the pool: backends, live state, policy tables.
@@ -259,6 +260,7 @@ pub struct Pool<P: Policy> {
 pub struct PoolBuilder<P: Policy> {
     policy: P,
     clock: Arc<dyn Clock>,
+    random: Arc<dyn RandomSource>,
     observer: Option<Observer>,
 }
 
@@ -266,6 +268,15 @@ impl<P: Policy> PoolBuilder<P> {
     /// Uses `clock` for failure windows and every other time-based rule.
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Uses `random` for every random draw of the pool's picks (random
+    /// policies, power-of-d choices, slow start's admission). The default is
+    /// an OS-seeded [`SplitMix64`]; tests install a
+    /// [`Sequence`](crate::Sequence) to know every draw.
+    pub fn random(mut self, random: impl RandomSource) -> Self {
+        self.random = Arc::new(random);
         self
     }
 
@@ -288,6 +299,7 @@ impl<P: Policy> PoolBuilder<P> {
         let set = backends.try_into()?;
         let shared = Arc::new(PoolShared {
             clock: self.clock,
+            random: self.random,
             total_active: AtomicU64::new(0),
             observer: self.observer,
         });
@@ -323,6 +335,7 @@ impl<P: Policy> Pool<P> {
         PoolBuilder {
             policy,
             clock: Arc::new(MonotonicClock::new()),
+            random: Arc::new(SplitMix64::new()),
             observer: None,
         }
     }

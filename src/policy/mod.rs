@@ -44,7 +44,8 @@ use std::sync::Arc;
 use crate::backend::Backend;
 use crate::clock::Clock;
 use crate::error::BuildError;
-use crate::live::Shared;
+use crate::live::{PoolShared, Shared};
+use crate::random::{RandomSource, SplitMix64};
 use crate::tried::TriedSet;
 
 mod least_conn;
@@ -159,7 +160,11 @@ pub struct Candidates<'a> {
     tried: &'a TriedSet,
     clock: &'a dyn Clock,
     now: Cell<Option<u64>>,
+    pool: Option<&'a PoolShared>,
 }
+
+/// The source of candidates built outside a pool (unit tests of tables).
+static DETACHED_RANDOM: SplitMix64 = SplitMix64::with_seed(0);
 
 impl<'a> Candidates<'a> {
     pub(crate) fn new(
@@ -176,6 +181,28 @@ impl<'a> Candidates<'a> {
             tried,
             clock,
             now: Cell::new(None),
+            pool: None,
+        }
+    }
+
+    /// The same candidates, drawing randomness (and later slow start and
+    /// panic settings) from `pool`.
+    pub(crate) fn in_pool(mut self, pool: &'a PoolShared) -> Self {
+        self.pool = Some(pool);
+        self
+    }
+
+    /// A uniformly distributed number from the pool's
+    /// [`RandomSource`](crate::RandomSource).
+    ///
+    /// # Complexity
+    ///
+    /// One call of the source: one atomic add for the default generator.
+    #[inline]
+    pub fn random(&self) -> u64 {
+        match self.pool {
+            Some(pool) => pool.random.next_u64(),
+            None => DETACHED_RANDOM.next_u64(),
         }
     }
 

@@ -286,11 +286,9 @@ mod tests {
         let tried = crate::tried::TriedSet::default();
         let clock = crate::clock::ManualClock::new(0);
         let specs = tier(&[1, 1, 1]);
-        let pool = std::sync::Arc::new(crate::live::PoolShared {
-            clock: std::sync::Arc::new(clock.clone()),
-            total_active: AtomicU64::new(0),
-            observer: None,
-        });
+        let pool = std::sync::Arc::new(crate::live::PoolShared::new(std::sync::Arc::new(
+            clock.clone(),
+        )));
         let shared: Vec<_> = specs
             .iter()
             .map(|b| crate::live::Shared::new(b, &pool))
