@@ -66,6 +66,6 @@ pub use clock::{Clock, ManualClock, MonotonicClock};
 pub use error::BuildError;
 pub use live::{Event, Observer};
 pub use pick::{Outcome, Pick, Request};
-pub use policy::{Key, LeastConn, Policy, RoundRobin};
+pub use policy::{Key, LeastConn, Policy, Random, RoundRobin};
 pub use pool::{Pool, PoolBuilder, Snapshot};
 pub use random::{RandomSource, Sequence, SplitMix64};

@@ -49,9 +49,11 @@ use crate::random::{RandomSource, SplitMix64};
 use crate::tried::TriedSet;
 
 mod least_conn;
+mod random;
 mod round_robin;
 
 pub use least_conn::LeastConn;
+pub use random::{Random, RandomTable};
 pub use round_robin::{RoundRobin, RoundRobinTable};
 
 /// A balancing policy: a table built per snapshot, and a pick from it.
