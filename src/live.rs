@@ -13,6 +13,7 @@ use std::sync::Arc;
 use crate::backend::Backend;
 use crate::clock::Clock;
 use crate::random::RandomSource;
+use crate::slow_start::SlowStart;
 
 /// A change of state worth a log line: never emitted per request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,6 +46,8 @@ pub(crate) struct PoolShared {
     pub(crate) clock: Arc<dyn Clock>,
     /// The random source of every pick of this pool.
     pub(crate) random: Arc<dyn RandomSource>,
+    /// How backends that come back ramp up, if they do.
+    pub(crate) slow_start: Option<SlowStart>,
     /// Active picks over the whole pool.
     pub(crate) total_active: AtomicU64,
     pub(crate) observer: Option<Observer>,
@@ -58,6 +61,7 @@ impl PoolShared {
         PoolShared {
             clock,
             random: Arc::new(crate::random::SplitMix64::new()),
+            slow_start: None,
             total_active: AtomicU64::new(0),
             observer: None,
         }
@@ -85,7 +89,9 @@ pub(crate) struct Live {
     /// Smooth weighted round robin state for policies that keep it per
     /// backend (least_conn's tie-break).
     pub(crate) current_weight: AtomicI64,
-    /// When the backend last became able to serve (added, or back up).
+    /// When the backend last became able to serve (added, or back up);
+    /// 0 for backends of the pool's first build, which slow start takes
+    /// as warm.
     pub(crate) up_since: AtomicU64,
 }
 

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::live::Shared;
-use crate::policy::{Candidates, Key, Policy};
+use crate::policy::{Candidates, Key, Policy, RampMode};
 use crate::pool::Snapshot;
+use crate::slow_start::RAMP_ONE;
 use crate::tried::TriedSet;
 
 /// The outcome of one attempt, as the caller saw it.
@@ -111,7 +112,16 @@ pub(crate) enum Tier {
     Exhausted,
 }
 
+/// Most ramping backends slow start's admission may turn down in one pick.
+const MAX_SKIPPED: usize = 8;
+
 /// Picks the next untried backend: primaries first, then backups.
+///
+/// With slow start and a policy in [`RampMode::Admission`], a ramping
+/// backend the policy chooses is kept with probability equal to its ramp
+/// factor; otherwise it is skipped for this pick (not marked tried) and the
+/// policy chooses again. If a tier runs out with backends skipped, it is
+/// asked once more without admission, so slow start never fails a pick.
 pub(crate) fn next<P: Policy>(
     snap: &Snapshot<P>,
     key: Key<'_>,
@@ -120,6 +130,11 @@ pub(crate) fn next<P: Policy>(
     state: &mut P::State,
 ) -> Option<Pick> {
     let clock = &*snap.pool.clock;
+    let admission =
+        snap.pool.slow_start.is_some() && snap.policy.ramp_mode() == RampMode::Admission;
+    let mut admit = admission;
+    let mut skipped = [0usize; MAX_SKIPPED];
+    let mut n_skipped = 0;
     loop {
         let (range, table) = match *tier {
             Tier::Primary => (0..snap.n_primary, &snap.primary),
@@ -132,20 +147,37 @@ pub(crate) fn next<P: Policy>(
         let offset = range.start;
         let specs = &snap.specs[range.clone()];
         let shared = &snap.shared[range.clone()];
-        let cands = Candidates::new(specs, shared, offset, tried, clock).in_pool(&snap.pool);
+        let cands = Candidates::new(specs, shared, offset, tried, clock)
+            .in_pool(&snap.pool)
+            .skipping(&skipped[..n_skipped]);
         let chosen = snap.policy.pick(table, &cands, key, state);
         // An index out of range or already tried means the policy has nothing
         // left in this tier; anything else is tried at most once, so the loop
         // ends after at most one pass over the backends.
         let Some(i) = chosen.filter(|&i| i < specs.len() && !cands.is_tried(i)) else {
-            *tier = if *tier == Tier::Primary {
-                Tier::Backup
+            if n_skipped > 0 {
+                // Only ramping backends were left: take them as they come.
+                n_skipped = 0;
+                admit = false;
             } else {
-                Tier::Exhausted
-            };
+                *tier = if *tier == Tier::Primary {
+                    Tier::Backup
+                } else {
+                    Tier::Exhausted
+                };
+                admit = admission;
+            }
             *state = P::State::default();
             continue;
         };
+        if admit && n_skipped < MAX_SKIPPED {
+            let ramp = cands.ramp(i);
+            if ramp < RAMP_ONE && cands.random() % u64::from(RAMP_ONE) >= u64::from(ramp) {
+                skipped[n_skipped] = i;
+                n_skipped += 1;
+                continue;
+            }
+        }
         if let Some(pick) = acquire(snap, tried, range, i) {
             return Some(pick);
         }

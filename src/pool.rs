@@ -19,6 +19,7 @@ use crate::live::{Event, Observer, PoolShared, Shared};
 use crate::pick::{self, Pick, Request};
 use crate::policy::{Key, Policy};
 use crate::random::{RandomSource, SplitMix64};
+use crate::slow_start::SlowStart;
 use crate::tried::TriedSet;
 
 /// One immutable view of the pool: backends, live state, policy tables.
@@ -261,6 +262,7 @@ pub struct PoolBuilder<P: Policy> {
     policy: P,
     clock: Arc<dyn Clock>,
     random: Arc<dyn RandomSource>,
+    slow_start: Option<SlowStart>,
     observer: Option<Observer>,
 }
 
@@ -280,6 +282,28 @@ impl<P: Policy> PoolBuilder<P> {
         self
     }
 
+    /// Ramps backends that come back (added after the pool was built,
+    /// marked up again, or back from a failure timeout) from a minimum share
+    /// to full weight over a window, for every policy: see [`SlowStart`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use upstream::{Backend, ManualClock, Pool, RoundRobin, SlowStart};
+    ///
+    /// let pool = Pool::builder(RoundRobin)
+    ///     .clock(ManualClock::new(1_000))
+    ///     .slow_start(SlowStart::new(Duration::from_secs(30)).aggression(1.5))
+    ///     .build(vec![Backend::new("a:80")])
+    ///     .unwrap();
+    /// pool.add(Backend::new("b:80")).unwrap(); // "b:80" ramps for 30 s
+    /// ```
+    pub fn slow_start(mut self, slow_start: SlowStart) -> Self {
+        self.slow_start = Some(slow_start);
+        self
+    }
+
     /// Calls `observer` on each [`Event`] (backend marked down or back up,
     /// set swapped), on the thread that caused it. Never called per pick.
     pub fn observer(mut self, observer: impl Fn(&Event) + Send + Sync + 'static) -> Self {
@@ -291,19 +315,29 @@ impl<P: Policy> PoolBuilder<P> {
     ///
     /// # Errors
     ///
-    /// [`BuildError`] naming the backend at fault.
+    /// [`BuildError`] naming the backend at fault, or the slow start
+    /// setting that is out of range.
     pub fn build(
         self,
         backends: impl TryInto<BackendSet, Error = BuildError>,
     ) -> Result<Pool<P>, BuildError> {
         let set = backends.try_into()?;
+        if let Some(slow_start) = &self.slow_start {
+            slow_start.validate()?;
+        }
         let shared = Arc::new(PoolShared {
             clock: self.clock,
             random: self.random,
+            slow_start: self.slow_start,
             total_active: AtomicU64::new(0),
             observer: self.observer,
         });
         let snap = Snapshot::build(self.policy, &set, None, &shared, 1)?;
+        for backend in snap.shared.iter() {
+            // Relaxed: published with the snapshot by the pool's creation.
+            // The first build's backends are warm: slow start skips them.
+            backend.live.up_since.store(0, Ordering::Relaxed);
+        }
         Ok(Pool {
             current: ArcSwap::from_pointee(snap),
             writer: Mutex::new(set),
@@ -336,6 +370,7 @@ impl<P: Policy> Pool<P> {
             policy,
             clock: Arc::new(MonotonicClock::new()),
             random: Arc::new(SplitMix64::new()),
+            slow_start: None,
             observer: None,
         }
     }

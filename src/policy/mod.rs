@@ -39,6 +39,7 @@
 
 use std::cell::Cell;
 use std::net::IpAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::backend::Backend;
@@ -46,6 +47,7 @@ use crate::clock::Clock;
 use crate::error::BuildError;
 use crate::live::{PoolShared, Shared};
 use crate::random::{RandomSource, SplitMix64};
+use crate::slow_start::RAMP_ONE;
 use crate::tried::TriedSet;
 
 mod least_conn;
@@ -108,6 +110,29 @@ pub trait Policy: Clone + Send + Sync + 'static {
         key: Key<'_>,
         state: &mut Self::State,
     ) -> Option<usize>;
+
+    /// How the pool's [slow start](crate::SlowStart) reaches this policy.
+    /// The default, [`RampMode::Admission`], suits any policy; policies that
+    /// weigh backends at pick time read
+    /// [`Candidates::effective_weight`] and say [`RampMode::Weights`].
+    fn ramp_mode(&self) -> RampMode {
+        RampMode::Admission
+    }
+}
+
+/// How slow start reaches a policy's picks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RampMode {
+    /// The pool keeps the policy's choice of a ramping backend with
+    /// probability equal to its ramp factor (one draw from the pool's random
+    /// source), and otherwise asks the policy again with that backend
+    /// skipped for this pick. For policies with static tables.
+    Admission,
+    /// The policy reads [`Candidates::effective_weight`] itself.
+    Weights,
+    /// Slow start does not apply: for hash policies, where moving a key
+    /// even for one request would break affinity.
+    Off,
 }
 
 /// What a request is keyed by.
@@ -163,6 +188,8 @@ pub struct Candidates<'a> {
     clock: &'a dyn Clock,
     now: Cell<Option<u64>>,
     pool: Option<&'a PoolShared>,
+    /// Backends slow start's admission turned down during this pick.
+    skipped: &'a [usize],
 }
 
 /// The source of candidates built outside a pool (unit tests of tables).
@@ -184,7 +211,14 @@ impl<'a> Candidates<'a> {
             clock,
             now: Cell::new(None),
             pool: None,
+            skipped: &[],
         }
+    }
+
+    /// The same candidates with `skipped` (tier indices) treated as tried.
+    pub(crate) fn skipping(mut self, skipped: &'a [usize]) -> Self {
+        self.skipped = skipped;
+        self
     }
 
     /// The same candidates, drawing randomness (and later slow start and
@@ -246,10 +280,49 @@ impl<'a> Candidates<'a> {
         &self.shared[i].live
     }
 
-    /// True when backend `i` was already tried for this request.
+    /// True when backend `i` was already tried for this request (or, within
+    /// one pick, turned down by slow start's admission).
     #[inline]
     pub fn is_tried(&self, i: usize) -> bool {
-        self.tried.contains(self.offset + i)
+        self.tried.contains(self.offset + i) || self.skipped.contains(&i)
+    }
+
+    /// Backend `i`'s slow start factor now, in units of 1/65536 of its
+    /// weight: [`RAMP_ONE`] for a warm backend or when the pool has no slow
+    /// start (0 if `i` is out of range).
+    ///
+    /// # Complexity
+    ///
+    /// O(1): one atomic load, and for a ramping backend the pick's clock
+    /// read and [`SlowStart::factor`](crate::SlowStart::factor).
+    #[inline]
+    pub fn ramp(&self, i: usize) -> u32 {
+        let Some(shared) = self.shared.get(i) else {
+            return 0;
+        };
+        let Some(slow_start) = self.pool.and_then(|p| p.slow_start.as_ref()) else {
+            return RAMP_ONE;
+        };
+        // Relaxed: a timestamp read alone; a stale value shifts one ramp step.
+        let up_since = shared.live.up_since.load(Ordering::Relaxed);
+        if up_since == 0 {
+            return RAMP_ONE;
+        }
+        slow_start.factor(self.now_ms().saturating_sub(up_since))
+    }
+
+    /// Backend `i`'s weight as slow start scales it, in units of 1/65536:
+    /// `weight × ramp(i)`. Equal to `weight << 16` for a warm backend, and
+    /// positive for any ramping backend of positive weight, so even a
+    /// weight-1 backend ramps smoothly. Policies that compare loads against
+    /// weights at pick time read this instead of [`weight`](Self::weight).
+    ///
+    /// # Complexity
+    ///
+    /// That of [`ramp`](Self::ramp).
+    #[inline]
+    pub fn effective_weight(&self, i: usize) -> u64 {
+        u64::from(self.weight(i)) * u64::from(self.ramp(i))
     }
 
     /// Backend `i` can serve this request: in range, not down, not failed
