@@ -67,7 +67,7 @@ pub use clock::{Clock, ManualClock, MonotonicClock};
 pub use error::BuildError;
 pub use live::{Event, Observer};
 pub use pick::{Outcome, Pick, Request};
-pub use policy::{Key, LeastConn, Policy, RampMode, Random, RoundRobin};
+pub use policy::{Key, LeastConn, NginxRandom, P2c, Policy, RampMode, Random, RoundRobin};
 pub use pool::{Pool, PoolBuilder, Snapshot};
 pub use random::{RandomSource, Sequence, SplitMix64};
 pub use slow_start::{SlowStart, RAMP_ONE};

@@ -50,11 +50,15 @@ use crate::random::{RandomSource, SplitMix64};
 use crate::slow_start::RAMP_ONE;
 use crate::tried::TriedSet;
 
+mod choices;
 mod least_conn;
+mod nginx_random;
 mod random;
 mod round_robin;
 
+pub use choices::{P2c, MAX_CHOICES};
 pub use least_conn::LeastConn;
+pub use nginx_random::{NginxRandom, NginxRandomTable, Tries};
 pub use random::{Random, RandomTable};
 pub use round_robin::{RoundRobin, RoundRobinTable};
 
