@@ -53,6 +53,7 @@
 mod backend;
 mod clock;
 mod error;
+mod latency;
 mod live;
 mod pick;
 pub mod policy;
@@ -65,6 +66,7 @@ mod tried;
 pub use backend::{Backend, BackendSet, MAX_BACKENDS, MAX_WEIGHT};
 pub use clock::{Clock, ManualClock, MonotonicClock};
 pub use error::BuildError;
+pub use latency::LatencyEwma;
 pub use live::{Event, Observer};
 pub use pick::{Outcome, Pick, Request};
 pub use policy::{Key, LeastConn, NginxRandom, P2c, Policy, RampMode, Random, RoundRobin};

@@ -9,9 +9,11 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::backend::Backend;
 use crate::clock::Clock;
+use crate::latency::LatencyEwma;
 use crate::random::RandomSource;
 use crate::slow_start::SlowStart;
 
@@ -48,6 +50,8 @@ pub(crate) struct PoolShared {
     pub(crate) random: Arc<dyn RandomSource>,
     /// How backends that come back ramp up, if they do.
     pub(crate) slow_start: Option<SlowStart>,
+    /// How reported latencies feed each backend's estimate.
+    pub(crate) latency: LatencyEwma,
     /// Active picks over the whole pool.
     pub(crate) total_active: AtomicU64,
     pub(crate) observer: Option<Observer>,
@@ -62,6 +66,7 @@ impl PoolShared {
             clock,
             random: Arc::new(crate::random::SplitMix64::new()),
             slow_start: None,
+            latency: LatencyEwma::new(),
             total_active: AtomicU64::new(0),
             observer: None,
         }
@@ -93,6 +98,11 @@ pub(crate) struct Live {
     /// 0 for backends of the pool's first build, which slow start takes
     /// as warm.
     pub(crate) up_since: AtomicU64,
+    /// The latency estimate in ns, as `f64` bits (see [`LatencyEwma`]).
+    pub(crate) latency_bits: AtomicU64,
+    /// When the estimate was last set, in ms (at least 1); 0 before the
+    /// first response.
+    pub(crate) latency_at: AtomicU64,
 }
 
 /// One backend identity's shared, long-lived state.
@@ -229,6 +239,44 @@ impl Shared {
                 });
             }
         }
+    }
+}
+
+impl Shared {
+    /// Feeds one reported outcome into the latency estimate.
+    pub(crate) fn record_latency(&self, failed: bool, latency: Option<Duration>) {
+        let ewma = &self.pool.latency;
+        let Some(sample) = ewma.sample_ns(failed, latency) else {
+            return;
+        };
+        let now = self.pool.clock.now_ms().max(1);
+        let live = &self.live;
+        // Relaxed throughout: the estimate is advisory and carries no other
+        // data; the CAS alone keeps concurrent samples from being lost.
+        let _ = live
+            .latency_bits
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                let at = live.latency_at.load(Ordering::Relaxed);
+                let next = if at == 0 {
+                    sample
+                } else {
+                    ewma.observe(f64::from_bits(bits), now.saturating_sub(at), sample)
+                };
+                Some(next.to_bits())
+            });
+        live.latency_at.fetch_max(now, Ordering::Relaxed);
+    }
+
+    /// The latency estimate in ns at time `now`, decayed since the last
+    /// response; `None` before the first.
+    pub(crate) fn latency_ns(&self, now: u64) -> Option<f64> {
+        // Relaxed: advisory, see record_latency.
+        let at = self.live.latency_at.load(Ordering::Relaxed);
+        if at == 0 {
+            return None;
+        }
+        let estimate = f64::from_bits(self.live.latency_bits.load(Ordering::Relaxed));
+        Some(self.pool.latency.decayed(estimate, now.saturating_sub(at)))
     }
 }
 

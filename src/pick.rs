@@ -72,8 +72,14 @@ impl Pick {
 
     /// Reports an outcome, optionally with the attempt's latency, and
     /// releases the pick.
+    ///
+    /// The latency feeds the backend's
+    /// [latency estimate](crate::LatencyEwma): a success without a latency
+    /// leaves it alone; a failure counts as a response at least as slow as
+    /// the pool's failure penalty.
     pub fn report(self, outcome: Outcome, latency: Option<Duration>) {
-        let _ = latency;
+        self.shared
+            .record_latency(outcome == Outcome::Failure, latency);
         if !self.count_failures {
             return;
         }

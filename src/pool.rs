@@ -8,6 +8,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
@@ -15,6 +16,7 @@ use parking_lot::Mutex;
 use crate::backend::{Backend, BackendSet};
 use crate::clock::{Clock, MonotonicClock};
 use crate::error::BuildError;
+use crate::latency::LatencyEwma;
 use crate::live::{Event, Observer, PoolShared, Shared};
 use crate::pick::{self, Pick, Request};
 use crate::policy::{Key, Policy};
@@ -106,6 +108,14 @@ impl<P: Policy> Snapshot<P> {
     /// Unreleased picks of backend `i`, whichever snapshot made them.
     pub fn active(&self, i: usize) -> u32 {
         self.shared.get(i).map_or(0, |s| s.active())
+    }
+
+    /// Backend `i`'s latency estimate now (see [`LatencyEwma`]), or `None`
+    /// before its first reported response.
+    pub fn latency(&self, i: usize) -> Option<Duration> {
+        let now = self.pool.clock.now_ms();
+        let ns = self.shared.get(i)?.latency_ns(now)?;
+        Some(Duration::from_nanos(ns.round() as u64))
     }
 
     /// nginx's failure count of backend `i`.
@@ -263,6 +273,7 @@ pub struct PoolBuilder<P: Policy> {
     clock: Arc<dyn Clock>,
     random: Arc<dyn RandomSource>,
     slow_start: Option<SlowStart>,
+    latency: LatencyEwma,
     observer: Option<Observer>,
 }
 
@@ -304,6 +315,14 @@ impl<P: Policy> PoolBuilder<P> {
         self
     }
 
+    /// Sets how reported latencies feed each backend's estimate (decay time
+    /// constant, failure penalty): see [`LatencyEwma`]. Every pool keeps the
+    /// estimate; [`PeakEwma`](crate::PeakEwma) balances by it.
+    pub fn latency_ewma(mut self, latency: LatencyEwma) -> Self {
+        self.latency = latency;
+        self
+    }
+
     /// Calls `observer` on each [`Event`] (backend marked down or back up,
     /// set swapped), on the thread that caused it. Never called per pick.
     pub fn observer(mut self, observer: impl Fn(&Event) + Send + Sync + 'static) -> Self {
@@ -325,10 +344,12 @@ impl<P: Policy> PoolBuilder<P> {
         if let Some(slow_start) = &self.slow_start {
             slow_start.validate()?;
         }
+        self.latency.validate()?;
         let shared = Arc::new(PoolShared {
             clock: self.clock,
             random: self.random,
             slow_start: self.slow_start,
+            latency: self.latency,
             total_active: AtomicU64::new(0),
             observer: self.observer,
         });
@@ -371,6 +392,7 @@ impl<P: Policy> Pool<P> {
             clock: Arc::new(MonotonicClock::new()),
             random: Arc::new(SplitMix64::new()),
             slow_start: None,
+            latency: LatencyEwma::new(),
             observer: None,
         }
     }

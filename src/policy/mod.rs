@@ -291,6 +291,18 @@ impl<'a> Candidates<'a> {
         self.tried.contains(self.offset + i) || self.skipped.contains(&i)
     }
 
+    /// Backend `i`'s latency estimate in ns now (see
+    /// [`LatencyEwma`](crate::LatencyEwma)), or `None` before its first
+    /// reported response (and when `i` is out of range).
+    ///
+    /// # Complexity
+    ///
+    /// O(1): two atomic loads, the pick's clock read and one `exp`.
+    #[inline]
+    pub fn latency_ns(&self, i: usize) -> Option<f64> {
+        self.shared.get(i)?.latency_ns(self.now_ms())
+    }
+
     /// Backend `i`'s slow start factor now, in units of 1/65536 of its
     /// weight: [`RAMP_ONE`] for a warm backend or when the pool has no slow
     /// start (0 if `i` is out of range).
