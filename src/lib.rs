@@ -69,7 +69,9 @@ pub use error::BuildError;
 pub use latency::LatencyEwma;
 pub use live::{Event, Observer};
 pub use pick::{Outcome, Pick, Request};
-pub use policy::{Key, LeastConn, NginxRandom, P2c, Policy, RampMode, Random, RoundRobin};
+pub use policy::{
+    Key, LeastConn, NginxRandom, P2c, PeakEwma, Policy, RampMode, Random, RoundRobin,
+};
 pub use pool::{Pool, PoolBuilder, Snapshot};
 pub use random::{RandomSource, Sequence, SplitMix64};
 pub use slow_start::{SlowStart, RAMP_ONE};

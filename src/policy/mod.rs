@@ -53,12 +53,14 @@ use crate::tried::TriedSet;
 mod choices;
 mod least_conn;
 mod nginx_random;
+mod peak_ewma;
 mod random;
 mod round_robin;
 
 pub use choices::{P2c, MAX_CHOICES};
 pub use least_conn::LeastConn;
 pub use nginx_random::{NginxRandom, NginxRandomTable, Tries};
+pub use peak_ewma::PeakEwma;
 pub use random::{Random, RandomTable};
 pub use round_robin::{RoundRobin, RoundRobinTable};
 
