@@ -84,7 +84,7 @@ impl PeakEwma {
     /// Backend `i`'s latency estimate in ns, or the default.
     fn latency(&self, c: &Candidates<'_>, i: usize) -> f64 {
         c.latency_ns(i)
-            .unwrap_or_else(|| self.default_rtt.as_nanos() as f64)
+            .unwrap_or(self.default_rtt.as_nanos() as f64)
     }
 
     /// Orders `i` and `j` by `latency × (active + 1) / weight`.
