@@ -55,6 +55,7 @@ mod clock;
 mod error;
 mod latency;
 mod live;
+mod panic;
 mod pick;
 pub mod policy;
 mod pool;
@@ -68,6 +69,7 @@ pub use clock::{Clock, ManualClock, MonotonicClock};
 pub use error::BuildError;
 pub use latency::LatencyEwma;
 pub use live::{Event, Observer};
+pub use panic::AllDown;
 pub use pick::{Outcome, Pick, Request};
 pub use policy::{
     Key, LeastConn, NginxRandom, P2c, PeakEwma, Policy, RampMode, Random, RoundRobin,

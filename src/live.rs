@@ -14,6 +14,7 @@ use std::time::Duration;
 use crate::backend::Backend;
 use crate::clock::Clock;
 use crate::latency::LatencyEwma;
+use crate::panic::AllDown;
 use crate::random::RandomSource;
 use crate::slow_start::SlowStart;
 
@@ -52,6 +53,8 @@ pub(crate) struct PoolShared {
     pub(crate) slow_start: Option<SlowStart>,
     /// How reported latencies feed each backend's estimate.
     pub(crate) latency: LatencyEwma,
+    /// Whether and when a failing tier panics.
+    pub(crate) all_down: AllDown,
     /// Active picks over the whole pool.
     pub(crate) total_active: AtomicU64,
     pub(crate) observer: Option<Observer>,
@@ -67,6 +70,7 @@ impl PoolShared {
             random: Arc::new(crate::random::SplitMix64::new()),
             slow_start: None,
             latency: LatencyEwma::new(),
+            all_down: AllDown::FailClosed,
             total_active: AtomicU64::new(0),
             observer: None,
         }
@@ -143,19 +147,7 @@ impl Shared {
     /// window as nginx does when it picks a peer. Returns false, changing
     /// nothing, when the backend is full or another thread won its probe.
     pub(crate) fn acquire(&self, spec: &Backend, now: &mut dyn FnMut() -> u64) -> bool {
-        let live = &self.live;
-        let max = spec.max_conns;
-        // Relaxed: the count is its own datum; no other memory hangs on it.
-        let taken = live
-            .active
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |a| {
-                if max != 0 && a >= max {
-                    None
-                } else {
-                    a.checked_add(1)
-                }
-            });
-        if taken.is_err() {
+        if !self.take_slot(spec.max_conns) {
             return false;
         }
         if !self.move_window(spec, now) {
@@ -165,6 +157,32 @@ impl Shared {
         // Relaxed: a pool-wide gauge read only for load ratios.
         self.pool.total_active.fetch_add(1, Ordering::Relaxed);
         true
+    }
+
+    /// Takes one active slot honouring `max_conns` and nothing else: a
+    /// panicking pool sends traffic to failed-out backends without touching
+    /// their failure window.
+    pub(crate) fn acquire_in_panic(&self, spec: &Backend) -> bool {
+        if !self.take_slot(spec.max_conns) {
+            return false;
+        }
+        // Relaxed: see acquire.
+        self.pool.total_active.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    fn take_slot(&self, max: u32) -> bool {
+        // Relaxed: the count is its own datum; no other memory hangs on it.
+        self.live
+            .active
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |a| {
+                if max != 0 && a >= max {
+                    None
+                } else {
+                    a.checked_add(1)
+                }
+            })
+            .is_ok()
     }
 
     /// nginx sets `checked = now` when it picks a peer more than

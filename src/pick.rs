@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::live::Shared;
+use crate::panic::AllDown;
 use crate::policy::{Candidates, Key, Policy, RampMode};
 use crate::pool::Snapshot;
 use crate::slow_start::RAMP_ONE;
@@ -115,7 +116,62 @@ impl std::fmt::Debug for Pick {
 pub(crate) enum Tier {
     Primary,
     Backup,
+    /// The primaries again, failures ignored (see [`AllDown`](crate::AllDown)).
+    PanicPrimary,
+    /// The backups again, failures ignored.
+    PanicBackup,
     Exhausted,
+}
+
+impl Tier {
+    fn panics(self) -> bool {
+        matches!(self, Tier::PanicPrimary | Tier::PanicBackup)
+    }
+}
+
+/// The tier after `from` that applies to `snap`: backups only if there are
+/// some, panic tiers only below the pool's healthy threshold.
+fn advance<P: Policy>(snap: &Snapshot<P>, from: Tier) -> Tier {
+    let backups = snap.n_primary..snap.specs.len();
+    let mut tier = from;
+    loop {
+        tier = match tier {
+            Tier::Primary => Tier::Backup,
+            Tier::Backup => Tier::PanicPrimary,
+            Tier::PanicPrimary => Tier::PanicBackup,
+            Tier::PanicBackup | Tier::Exhausted => return Tier::Exhausted,
+        };
+        let applies = match tier {
+            Tier::Backup => snap.backup.is_some(),
+            Tier::PanicPrimary => panics(snap, 0..snap.n_primary),
+            Tier::PanicBackup => snap.backup.is_some() && panics(snap, backups.clone()),
+            Tier::Primary | Tier::Exhausted => true,
+        };
+        if applies {
+            return tier;
+        }
+    }
+}
+
+/// True when the healthy share of the tier `range` is below the pool's
+/// panic threshold. O(n), only once the normal tiers gave nothing.
+fn panics<P: Policy>(snap: &Snapshot<P>, range: std::ops::Range<usize>) -> bool {
+    let all_down = snap.pool.all_down;
+    if all_down == AllDown::FailClosed {
+        return false;
+    }
+    let now = snap.pool.clock.now_ms();
+    let (mut eligible, mut healthy) = (0, 0);
+    for (spec, shared) in snap.specs[range.clone()].iter().zip(&snap.shared[range]) {
+        if spec.down || spec.drain || spec.weight == 0 {
+            continue;
+        }
+        eligible += 1;
+        if !shared.failed_out(spec, || now) {
+            healthy += 1;
+        }
+    }
+    all_down.panics(healthy, eligible)
 }
 
 /// Most ramping backends slow start's admission may turn down in one pick.
@@ -143,19 +199,21 @@ pub(crate) fn next<P: Policy>(
     let mut n_skipped = 0;
     loop {
         let (range, table) = match *tier {
-            Tier::Primary => (0..snap.n_primary, &snap.primary),
-            Tier::Backup => match &snap.backup {
+            Tier::Primary | Tier::PanicPrimary => (0..snap.n_primary, &snap.primary),
+            Tier::Backup | Tier::PanicBackup => match &snap.backup {
                 Some(table) => (snap.n_primary..snap.specs.len(), table),
                 None => return None,
             },
             Tier::Exhausted => return None,
         };
+        let panic = tier.panics();
         let offset = range.start;
         let specs = &snap.specs[range.clone()];
         let shared = &snap.shared[range.clone()];
         let cands = Candidates::new(specs, shared, offset, tried, clock)
             .in_pool(&snap.pool)
-            .skipping(&skipped[..n_skipped]);
+            .skipping(&skipped[..n_skipped])
+            .panicking(panic);
         let chosen = snap.policy.pick(table, &cands, key, state);
         // An index out of range or already tried means the policy has nothing
         // left in this tier; anything else is tried at most once, so the loop
@@ -166,11 +224,7 @@ pub(crate) fn next<P: Policy>(
                 n_skipped = 0;
                 admit = false;
             } else {
-                *tier = if *tier == Tier::Primary {
-                    Tier::Backup
-                } else {
-                    Tier::Exhausted
-                };
+                *tier = advance(snap, *tier);
                 admit = admission;
             }
             *state = P::State::default();
@@ -184,26 +238,34 @@ pub(crate) fn next<P: Policy>(
                 continue;
             }
         }
-        if let Some(pick) = acquire(snap, tried, range, i) {
+        if let Some(pick) = acquire(snap, tried, range, i, panic) {
             return Some(pick);
         }
     }
 }
 
 /// Acquires tier-local backend `i` of the tier `range` if it is usable, and
-/// marks it tried either way.
+/// marks it tried either way. A panicking tier takes a failed-out backend
+/// without moving its failure window.
 fn acquire<P: Policy>(
     snap: &Snapshot<P>,
     tried: &mut TriedSet,
     range: std::ops::Range<usize>,
     i: usize,
+    panic: bool,
 ) -> Option<Pick> {
     let offset = range.start;
     let specs = &snap.specs[range.clone()];
     let shared = &snap.shared[range];
     let cands =
         Candidates::new(specs, shared, offset, tried, &*snap.pool.clock).in_pool(&snap.pool);
-    let acquired = cands.is_usable(i) && shared[i].acquire(&specs[i], &mut || cands.now_ms());
+    let cands = cands.panicking(panic);
+    let acquired = cands.is_usable(i)
+        && if panic {
+            shared[i].acquire_in_panic(&specs[i])
+        } else {
+            shared[i].acquire(&specs[i], &mut || cands.now_ms())
+        };
     tried.insert(offset + i);
     acquired.then(|| Pick {
         shared: Arc::clone(&shared[i]),
@@ -291,7 +353,7 @@ impl<'k, P: Policy> Request<'k, P> {
         } else {
             snap.specs.len()
         };
-        acquire(snap, &mut self.tried, offset..end, index - offset)
+        acquire(snap, &mut self.tried, offset..end, index - offset, false)
     }
 
     /// The snapshot this request picks from.

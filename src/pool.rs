@@ -18,6 +18,7 @@ use crate::clock::{Clock, MonotonicClock};
 use crate::error::BuildError;
 use crate::latency::LatencyEwma;
 use crate::live::{Event, Observer, PoolShared, Shared};
+use crate::panic::AllDown;
 use crate::pick::{self, Pick, Request};
 use crate::policy::{Key, Policy};
 use crate::random::{RandomSource, SplitMix64};
@@ -274,6 +275,7 @@ pub struct PoolBuilder<P: Policy> {
     random: Arc<dyn RandomSource>,
     slow_start: Option<SlowStart>,
     latency: LatencyEwma,
+    all_down: AllDown,
     observer: Option<Observer>,
 }
 
@@ -323,6 +325,14 @@ impl<P: Policy> PoolBuilder<P> {
         self
     }
 
+    /// Sets what happens when backends fail: [`AllDown::FailClosed`] (the
+    /// default: no pick once every candidate is failed out) or Envoy's panic
+    /// mode below a healthy share ([`AllDown::panic`]).
+    pub fn all_down(mut self, all_down: AllDown) -> Self {
+        self.all_down = all_down;
+        self
+    }
+
     /// Calls `observer` on each [`Event`] (backend marked down or back up,
     /// set swapped), on the thread that caused it. Never called per pick.
     pub fn observer(mut self, observer: impl Fn(&Event) + Send + Sync + 'static) -> Self {
@@ -345,11 +355,13 @@ impl<P: Policy> PoolBuilder<P> {
             slow_start.validate()?;
         }
         self.latency.validate()?;
+        self.all_down.validate()?;
         let shared = Arc::new(PoolShared {
             clock: self.clock,
             random: self.random,
             slow_start: self.slow_start,
             latency: self.latency,
+            all_down: self.all_down,
             total_active: AtomicU64::new(0),
             observer: self.observer,
         });
@@ -393,6 +405,7 @@ impl<P: Policy> Pool<P> {
             random: Arc::new(SplitMix64::new()),
             slow_start: None,
             latency: LatencyEwma::new(),
+            all_down: AllDown::FailClosed,
             observer: None,
         }
     }

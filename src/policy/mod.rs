@@ -196,6 +196,8 @@ pub struct Candidates<'a> {
     pool: Option<&'a PoolShared>,
     /// Backends slow start's admission turned down during this pick.
     skipped: &'a [usize],
+    /// The tier panics: failed-out backends count as available.
+    panic: bool,
 }
 
 /// The source of candidates built outside a pool (unit tests of tables).
@@ -218,7 +220,21 @@ impl<'a> Candidates<'a> {
             now: Cell::new(None),
             pool: None,
             skipped: &[],
+            panic: false,
         }
+    }
+
+    /// The same candidates with failures ignored (panic mode).
+    pub(crate) fn panicking(mut self, panic: bool) -> Self {
+        self.panic = panic;
+        self
+    }
+
+    /// True while the pool panics over this tier (see
+    /// [`AllDown`](crate::AllDown)): failed-out backends count as usable.
+    #[inline]
+    pub fn is_panicking(&self) -> bool {
+        self.panic
     }
 
     /// The same candidates with `skipped` (tier indices) treated as tried.
@@ -344,8 +360,9 @@ impl<'a> Candidates<'a> {
     }
 
     /// Backend `i` can serve this request: in range, not down, not failed
-    /// out, below `max_conns` and not yet tried. A draining or weight-0
-    /// backend is usable, so that sticky sessions bound to it stay.
+    /// out (unless the tier panics), below `max_conns` and not yet tried. A
+    /// draining or weight-0 backend is usable, so that sticky sessions bound
+    /// to it stay.
     #[inline]
     pub fn is_usable(&self, i: usize) -> bool {
         let (Some(spec), Some(shared)) = (self.specs.get(i), self.shared.get(i)) else {
@@ -354,7 +371,7 @@ impl<'a> Candidates<'a> {
         !spec.down
             && !self.is_tried(i)
             && (spec.max_conns == 0 || shared.active() < spec.max_conns)
-            && !shared.failed_out(spec, || self.now_ms())
+            && (self.panic || !shared.failed_out(spec, || self.now_ms()))
     }
 
     /// Backend `i` can take a new client: usable, not draining, and of
