@@ -251,7 +251,7 @@ impl<'a> Candidates<'a> {
     }
 
     /// A uniformly distributed number from the pool's
-    /// [`RandomSource`](crate::RandomSource).
+    /// [`RandomSource`].
     ///
     /// # Complexity
     ///
