@@ -7,8 +7,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use upstream::policy::Policy;
 
 use upstream::{
-    Backend, BuildError, HaproxyChash, HaproxyMap, Key, LeastConn, ManualClock, Pool, RoundRobin,
-    StaticRr,
+    Backend, BuildError, HaproxyChash, HaproxyMap, Key, LeastConn, ManualClock, NginxRandom, P2c,
+    PeakEwma, Pool, Random, RoundRobin, StaticRr,
 };
 
 const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
@@ -258,5 +258,37 @@ suite!(
         policy: StaticRr::default(),
         key: Key::None,
         backups: true
+    }
+);
+suite!(
+    random,
+    Case {
+        policy: Random,
+        key: Key::None,
+        backups: true
+    }
+);
+suite!(
+    p2c,
+    Case {
+        policy: P2c::new(),
+        key: Key::None,
+        backups: true
+    }
+);
+suite!(
+    peak_ewma,
+    Case {
+        policy: PeakEwma::new(),
+        key: Key::None,
+        backups: true
+    }
+);
+suite!(
+    nginx_random_two,
+    Case {
+        policy: NginxRandom::two(),
+        key: Key::None,
+        backups: false
     }
 );
