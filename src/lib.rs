@@ -65,5 +65,5 @@ pub use clock::{Clock, ManualClock, MonotonicClock};
 pub use error::BuildError;
 pub use live::{Event, Observer};
 pub use pick::{Outcome, Pick, Request};
-pub use policy::{Key, LeastConn, Policy, RoundRobin};
+pub use policy::{Hash, IpHash, Ketama, Key, LeastConn, Policy, RoundRobin};
 pub use pool::{Pool, PoolBuilder, Snapshot};

@@ -47,9 +47,16 @@ use crate::error::BuildError;
 use crate::live::Shared;
 use crate::tried::TriedSet;
 
+mod hash;
+mod ip_hash;
+mod ketama;
 mod least_conn;
+mod nginx_common;
 mod round_robin;
 
+pub use hash::{Hash, HashState, HashTable};
+pub use ip_hash::{IpHash, IpHashState, IpHashTable};
+pub use ketama::{Ketama, KetamaState, KetamaTable, MAX_POINTS, POINTS_PER_WEIGHT};
 pub use least_conn::LeastConn;
 pub use round_robin::{RoundRobin, RoundRobinTable};
 
