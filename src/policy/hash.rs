@@ -260,4 +260,55 @@ mod tests {
              balancing method does not support parameter \"backup\""
         );
     }
+
+    /// Recorded from nginx 1.22.1 (Debian 12): `hash $arg_k` over
+    /// `127.0.0.1:19001..19003`, then over weights 2, 1, 4 (down), 1, 3.
+    #[test]
+    fn golden_vectors_from_nginx() {
+        let equal: &[(&str, u16)] = &[
+            ("a", 19003),
+            ("hello", 19002),
+            ("/index.html", 19003),
+            ("user:42", 19002),
+            ("12345", 19003),
+            ("session-0001", 19003),
+            ("ZZZ", 19001),
+        ];
+        let weighted: &[(&str, u16)] = &[
+            ("a", 19001),
+            ("hello", 19002),
+            ("/index.html", 19001),
+            ("user:42", 19005),
+            ("12345", 19005),
+            ("session-0001", 19001),
+            ("ZZZ", 19005),
+        ];
+        for (servers, vectors) in [
+            (&[(1, false); 3][..], equal),
+            (
+                &[(2, false), (1, false), (4, true), (1, false), (3, false)],
+                weighted,
+            ),
+        ] {
+            let pool = nginx_pool(servers);
+            for &(key, port) in vectors {
+                let pick = pool.pick(Key::from(key)).unwrap();
+                assert_eq!(pick.addr().unwrap().port(), port, "{key} over {servers:?}");
+            }
+        }
+    }
+
+    /// A pool of `127.0.0.1:19001..` with `(weight, down)` per server.
+    fn nginx_pool(servers: &[(u32, bool)]) -> Pool<Hash> {
+        let backends: Vec<Backend> = servers
+            .iter()
+            .enumerate()
+            .map(|(i, &(w, down))| {
+                Backend::new(format!("127.0.0.1:{}", 19001 + i))
+                    .weight(w)
+                    .down(down)
+            })
+            .collect();
+        Pool::new(Hash, backends).unwrap()
+    }
 }

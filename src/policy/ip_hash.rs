@@ -323,4 +323,61 @@ mod tests {
         );
         assert!(matches!(err, Err(BuildError::Unsupported { .. })));
     }
+
+    /// Recorded from nginx 1.22.1 (Debian 12) through the realip module:
+    /// `ip_hash` over `127.0.0.1:19001..19003`, then over weights 5, 1
+    /// (down), 3, 1, 2.
+    #[test]
+    fn golden_vectors_from_nginx() {
+        let equal: &[(&str, u16)] = &[
+            ("192.0.2.1", 19001),
+            ("10.0.0.1", 19001),
+            ("172.16.5.4", 19002),
+            ("203.0.113.9", 19001),
+            ("::ffff:192.0.2.1", 19001),
+            ("::1", 19003),
+            ("2001:db8::3", 19002),
+            ("fe80::1", 19001),
+        ];
+        let weighted: &[(&str, u16)] = &[
+            ("192.0.2.1", 19001),
+            ("192.0.2.254", 19001),
+            ("10.0.0.1", 19004),
+            ("172.16.5.4", 19005),
+            ("203.0.113.9", 19001),
+            ("::ffff:192.0.2.1", 19001),
+            ("::1", 19001),
+            ("2001:db8::1", 19003),
+            ("2001:db8::2", 19004),
+            ("2001:db8::3", 19005),
+            ("fe80::1", 19001),
+        ];
+        for (servers, vectors) in [
+            (&[(1, false); 3][..], equal),
+            (
+                &[(5, false), (1, true), (3, false), (1, false), (2, false)],
+                weighted,
+            ),
+        ] {
+            let pool = nginx_pool(servers);
+            for &(ip, port) in vectors {
+                let pick = pool.pick(Key::Ip(ip.parse().unwrap())).unwrap();
+                assert_eq!(pick.addr().unwrap().port(), port, "{ip} over {servers:?}");
+            }
+        }
+    }
+
+    /// A pool of `127.0.0.1:19001..` with `(weight, down)` per server.
+    fn nginx_pool(servers: &[(u32, bool)]) -> Pool<IpHash> {
+        let backends: Vec<Backend> = servers
+            .iter()
+            .enumerate()
+            .map(|(i, &(w, down))| {
+                Backend::new(format!("127.0.0.1:{}", 19001 + i))
+                    .weight(w)
+                    .down(down)
+            })
+            .collect();
+        Pool::new(IpHash, backends).unwrap()
+    }
 }
