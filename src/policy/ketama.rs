@@ -208,9 +208,9 @@ impl Ring {
         for (owner, (b, &count)) in tier.iter().zip(&counts).enumerate() {
             push_points(&mut points, b.hash_name().as_bytes(), owner as u64, count);
         }
-        // Value in the high half, owner in the low half: equal values sort
-        // by config order, as nginx's stable sort leaves them.
-        points.sort_unstable();
+        // Equal values stay in config order, as nginx's stable sort leaves
+        // them, and the first of them is kept.
+        sort_by_value(&mut points);
         points.dedup_by_key(|p| *p >> 32);
 
         if tier.len() > NARROW_OWNERS {
@@ -236,6 +236,39 @@ impl Ring {
             dir,
             shift,
         }
+    }
+}
+
+/// Sorts points packed as `value << 32 | owner` by value, keeping points of
+/// equal value in their order (which is config order).
+///
+/// Large rings take two stable counting passes over 16 bits of the value;
+/// small ones a comparison sort on the whole word, which orders equal values
+/// by owner, the same order.
+fn sort_by_value(points: &mut Vec<u64>) {
+    const DIGITS: usize = 1 << 16;
+    if points.len() < DIGITS {
+        points.sort_unstable();
+        return;
+    }
+    let mut out = vec![0u64; points.len()];
+    let mut starts = vec![0usize; DIGITS];
+    for shift in [32, 48] {
+        let digit = |p: u64| ((p >> shift) & 0xffff) as usize;
+        starts.fill(0);
+        for &p in points.iter() {
+            starts[digit(p)] += 1;
+        }
+        let mut sum = 0;
+        for s in starts.iter_mut() {
+            (*s, sum) = (sum, sum + *s);
+        }
+        for &p in points.iter() {
+            let at = &mut starts[digit(p)];
+            out[*at] = p;
+            *at += 1;
+        }
+        std::mem::swap(points, &mut out);
     }
 }
 
@@ -421,7 +454,24 @@ mod tests {
     }
 
     fn naive_find(ring: &[(u32, usize)], hash: u32) -> usize {
-        ring.iter().position(|p| p.0 >= hash).unwrap_or(0)
+        // A plain binary search over the whole ring, wrapping at the top.
+        ring.partition_point(|p| p.0 < hash) % ring.len()
+    }
+
+    #[test]
+    fn radix_sort_is_stable_by_value() {
+        let mut h = 7u64;
+        let mut points: Vec<u64> = (0..200_000u64)
+            .map(|i| {
+                h = h.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                // Few distinct values, so that many are equal.
+                (h >> 52) << 32 | i
+            })
+            .collect();
+        let mut want = points.clone();
+        want.sort_by_key(|p| p >> 32);
+        sort_by_value(&mut points);
+        assert_eq!(points, want);
     }
 
     #[test]
@@ -447,7 +497,14 @@ mod tests {
 
     #[test]
     fn ring_and_lookup_match_naive() {
-        let mixes: [&[u32]; 4] = [&[1, 1, 1], &[5, 1, 3, 1, 2], &[1, 0, 4], &[2; 40]];
+        // The last mix has 72,000 points: sorted by the radix passes.
+        let mixes: [&[u32]; 5] = [
+            &[1, 1, 1],
+            &[5, 1, 3, 1, 2],
+            &[1, 0, 4],
+            &[2; 40],
+            &[100, 200, 150],
+        ];
         for weights in mixes {
             let tier = backends(weights, &[]);
             let table = Ketama.build(&tier, None).unwrap();
