@@ -55,7 +55,7 @@ use crate::BackendSet;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Hash;
 
-/// The prebuilt table of [`Hash`]: the weighted walk and the round-robin
+/// The prebuilt table of [`Hash`](struct@Hash): the weighted walk and the round-robin
 /// fallback.
 #[derive(Debug)]
 pub struct HashTable {
@@ -65,7 +65,7 @@ pub struct HashTable {
     cursor: Arc<AtomicU64>,
 }
 
-/// Per-request state of [`Hash`]: the running sum, the next attempt number
+/// Per-request state of [`Hash`](struct@Hash): the running sum, the next attempt number
 /// and the count of unavailable picks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HashState {

@@ -52,7 +52,8 @@ const NARROW_OWNERS: usize = 1 << 16;
 ///
 /// # Limitations
 ///
-/// - A ring is bounded to [`MAX_POINTS`] (5,242,880) points, 40 MiB at most.
+/// - A ring is bounded to [`MAX_POINTS`] (5,242,880) points plus one per
+///   backend: about 33 MiB with 65,536 backends or fewer, 48 MiB beyond.
 ///   When `160 × total weight` is larger (total weight above 32,768, such as
 ///   one backend of weight 1,000,000), each backend gets its proportional
 ///   share of `MAX_POINTS`, rounded down, and at least 1 point. Its points
