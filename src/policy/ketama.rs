@@ -68,8 +68,9 @@ const NARROW_OWNERS: usize = 1 << 16;
 ///
 /// # Complexity
 ///
-/// Pick: one CRC-32 of the key, then O(log b) over a bucket of about 8
-/// points (b ≤ 16 with 65,536 backends or fewer, the whole ring beyond),
+/// Pick: one CRC-32 of the key, then O(log b) over a directory bucket of b
+/// points (8 to 16 on average with 65,536 backends or fewer, the whole ring
+/// beyond),
 /// plus one step per unavailable point (at most 21). Build: O(p log p) for p
 /// points, 6.5 bytes per point with 65,536 backends or fewer, 8 beyond.
 ///
