@@ -77,7 +77,8 @@ pub use live::{Event, Observer};
 pub use panic::AllDown;
 pub use pick::{Outcome, Pick, Request};
 pub use policy::{
-    Key, LeastConn, NginxRandom, P2c, PeakEwma, Policy, RampMode, Random, RoundRobin,
+    IpHash, Ketama, Key, LeastConn, NginxHash, NginxRandom, P2c, PeakEwma, Policy, RampMode,
+    Random, RoundRobin,
 };
 pub use pool::{Pool, PoolBuilder, Snapshot};
 pub use random::{RandomSource, Sequence, SplitMix64};

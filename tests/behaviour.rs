@@ -7,8 +7,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use upstream::policy::Policy;
 
 use upstream::{
-    Backend, BuildError, HaproxyChash, HaproxyMap, Key, LeastConn, ManualClock, NginxRandom, P2c,
-    PeakEwma, Pool, Random, RoundRobin, StaticRr,
+    Backend, BuildError, HaproxyChash, HaproxyMap, IpHash, Ketama, Key, LeastConn, ManualClock,
+    NginxHash, NginxRandom, P2c, PeakEwma, Pool, Random, RoundRobin, StaticRr,
 };
 
 const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
@@ -289,6 +289,30 @@ suite!(
     Case {
         policy: NginxRandom::two(),
         key: Key::None,
+        backups: false
+    }
+);
+suite!(
+    ip_hash,
+    Case {
+        policy: IpHash,
+        key: Key::Ip(CLIENT),
+        backups: false
+    }
+);
+suite!(
+    nginx_hash,
+    Case {
+        policy: NginxHash,
+        key: Key::Bytes(b"/cart?id=1"),
+        backups: false
+    }
+);
+suite!(
+    ketama,
+    Case {
+        policy: Ketama,
+        key: Key::Bytes(b"/cart?id=1"),
         backups: false
     }
 );

@@ -3,8 +3,13 @@
 //! A counting global allocator (the `allocation-counter` crate) wraps each
 //! measured closure; the pool, keys and warm-up happen outside it.
 
+use std::net::{IpAddr, Ipv6Addr};
 use upstream::policy::Policy;
-use upstream::{Backend, Key, LeastConn, Pool, RoundRobin};
+
+use upstream::{
+    Backend, HaproxyChash, HaproxyMap, IpHash, Ketama, Key, LeastConn, NginxHash, NginxRandom, P2c,
+    PeakEwma, Pool, Random, RoundRobin,
+};
 
 fn backends(n: usize) -> Vec<Backend> {
     (0..n)
@@ -53,4 +58,39 @@ fn round_robin() {
 #[test]
 fn least_conn() {
     assert_pick_allocates_nothing(LeastConn, Key::None);
+}
+
+const CLIENT: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 7));
+
+#[test]
+fn ip_hash() {
+    assert_pick_allocates_nothing(IpHash, Key::Ip(CLIENT));
+}
+
+#[test]
+fn nginx_hash() {
+    assert_pick_allocates_nothing(NginxHash, Key::Bytes(b"user-000000000000000042"));
+}
+
+#[test]
+fn ketama() {
+    assert_pick_allocates_nothing(Ketama, Key::Bytes(b"user-000000000000000042"));
+}
+
+#[test]
+fn nginx_random() {
+    assert_pick_allocates_nothing(NginxRandom::two(), Key::None);
+}
+
+#[test]
+fn random_p2c_and_peak_ewma() {
+    assert_pick_allocates_nothing(Random, Key::None);
+    assert_pick_allocates_nothing(P2c::new(), Key::None);
+    assert_pick_allocates_nothing(PeakEwma::new(), Key::None);
+}
+
+#[test]
+fn haproxy() {
+    assert_pick_allocates_nothing(HaproxyMap::uri(), Key::Bytes(b"/cart?id=1"));
+    assert_pick_allocates_nothing(HaproxyChash::source(), Key::Ip(CLIENT));
 }

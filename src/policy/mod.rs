@@ -52,15 +52,21 @@ use crate::tried::TriedSet;
 
 mod any;
 mod choices;
+mod hash;
+mod ip_hash;
+mod ketama;
 mod least_conn;
+mod nginx_common;
 mod nginx_random;
 mod peak_ewma;
 mod random;
 mod round_robin;
 
 pub use any::{AnyPolicy, AnyState, AnyTable};
-
 pub use choices::{P2c, MAX_CHOICES};
+pub use hash::{HashState, HashTable, NginxHash};
+pub use ip_hash::{IpHash, IpHashState, IpHashTable};
+pub use ketama::{Ketama, KetamaState, KetamaTable, MAX_POINTS, POINTS_PER_WEIGHT};
 pub use least_conn::LeastConn;
 pub use nginx_random::{NginxRandom, NginxRandomTable, Tries};
 pub use peak_ewma::PeakEwma;
