@@ -213,6 +213,17 @@ impl<'a> Candidates<'a> {
         self.shared.get(i).map_or(0, |s| s.active())
     }
 
+    /// Active (unreleased) picks over the whole pool, every tier included
+    /// (0 when this tier is empty). Envoy's bounded loads compare a host's
+    /// count with this cluster-wide total.
+    #[inline]
+    pub fn total_active(&self) -> u64 {
+        // Relaxed: a gauge; a stale read shifts one load bound by a request.
+        self.shared
+            .first()
+            .map_or(0, |s| s.pool.total_active.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     pub(crate) fn live(&self, i: usize) -> &crate::live::Live {
         &self.shared[i].live
     }
