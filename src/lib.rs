@@ -52,6 +52,7 @@
 
 mod backend;
 mod clock;
+pub mod envoy;
 mod error;
 mod live;
 mod pick;
@@ -65,5 +66,5 @@ pub use clock::{Clock, ManualClock, MonotonicClock};
 pub use error::BuildError;
 pub use live::{Event, Observer};
 pub use pick::{Outcome, Pick, Request};
-pub use policy::{Key, LeastConn, Policy, RoundRobin};
+pub use policy::{Key, LeastConn, Policy, Rendezvous, RoundRobin};
 pub use pool::{Pool, PoolBuilder, Snapshot};

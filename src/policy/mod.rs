@@ -48,9 +48,11 @@ use crate::live::Shared;
 use crate::tried::TriedSet;
 
 mod least_conn;
+mod rendezvous;
 mod round_robin;
 
 pub use least_conn::LeastConn;
+pub use rendezvous::{Rendezvous, RendezvousTable};
 pub use round_robin::{RoundRobin, RoundRobinTable};
 
 /// A balancing policy: a table built per snapshot, and a pick from it.
@@ -219,9 +221,11 @@ impl<'a> Candidates<'a> {
     #[inline]
     pub fn total_active(&self) -> u64 {
         // Relaxed: a gauge; a stale read shifts one load bound by a request.
-        self.shared
-            .first()
-            .map_or(0, |s| s.pool.total_active.load(std::sync::atomic::Ordering::Relaxed))
+        self.shared.first().map_or(0, |s| {
+            s.pool
+                .total_active
+                .load(std::sync::atomic::Ordering::Relaxed)
+        })
     }
 
     pub(crate) fn live(&self, i: usize) -> &crate::live::Live {
