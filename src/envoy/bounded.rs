@@ -76,13 +76,14 @@ const MAX_PROBES: usize = 128;
 ///
 /// let hosts: Vec<Backend> = (0..4).map(|i| Backend::new(format!("10.0.0.{i}:80"))).collect();
 /// let pool = Pool::new(BoundedLoad::new(Maglev::new(), 150).unwrap(), hosts).unwrap();
-/// let first = pool.pick(Key::Hash(42)).unwrap();
-/// // With 1 active request, each host's bound is max(ceil(3 × 0.25), 1) = 1.
-/// let second = pool.pick(Key::Hash(42)).unwrap();
-/// assert_eq!(second.id(), first.id());
-/// // Now the hashed host holds 2 > 1: the same key moves elsewhere.
-/// let third = pool.pick(Key::Hash(42)).unwrap();
-/// assert_ne!(third.id(), first.id());
+/// // A host's bound is max(ceil(ceil((total + 1) × 1.5) × 0.25), 1):
+/// // 1, 1, 2 with 0, 1, 2 requests active, so the first three picks of
+/// // one key land together...
+/// let held: Vec<_> = (0..3).map(|_| pool.pick(Key::Hash(42)).unwrap()).collect();
+/// assert!(held.iter().all(|p| p.id() == held[0].id()));
+/// // ...and with 3 active, its bound is 2 < 3: the key moves elsewhere.
+/// let fourth = pool.pick(Key::Hash(42)).unwrap();
+/// assert_ne!(fourth.id(), held[0].id());
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BoundedLoad<P> {

@@ -251,8 +251,11 @@ fn populate(tier: &[Backend], hosts: &[WeightedHost], max_weight: f64, size: u64
         })
         .collect();
 
-    const EMPTY: u32 = u32::MAX;
-    let mut slots = vec![EMPTY; size as usize];
+    let mut slots = vec![0u32; size as usize];
+    // One bit per slot: 8 KiB for the default size, so the probes of the
+    // permutation walks stay in the first-level cache.
+    let mut taken = vec![0u64; (size as usize).div_ceil(64)];
+    let is_taken = |taken: &[u64], c: u64| taken[(c / 64) as usize] & (1 << (c % 64)) != 0;
     // Every host is eligible in round 1: 1 × w >= 0.
     let mut heap: BinaryHeap<Reverse<(u64, usize)>> =
         (0..fillers.len()).map(|i| Reverse((1, i))).collect();
@@ -263,12 +266,21 @@ fn populate(tier: &[Backend], hosts: &[WeightedHost], max_weight: f64, size: u64
         };
         let f = &mut fillers[i];
         f.target += max_weight;
+        // Position and skip are below size: a subtraction replaces `% size`.
+        let step = |c: u64| {
+            if c + f.skip >= size {
+                c + f.skip - size
+            } else {
+                c + f.skip
+            }
+        };
         let mut c = f.position;
-        while slots[c as usize] != EMPTY {
-            c = (c + f.skip) % size;
+        while is_taken(&taken, c) {
+            c = step(c);
         }
         slots[c as usize] = f.index;
-        f.position = (c + f.skip) % size;
+        taken[(c / 64) as usize] |= 1 << (c % 64);
+        f.position = step(c);
         filled += 1;
         heap.push(Reverse((next_round(f.weight, f.target, round + 1), i)));
     }

@@ -32,27 +32,38 @@
 //!
 //! # Choosing a method
 //!
-//! Measured on the 2-core development VM (release build, criterion medians;
-//! balance and movement over 100,000 keys, equal weights), see
-//! `benches/envoy.rs` and `examples/compare_hashing.rs`:
+//! Measured on the shared 2-core development VM (release build). Balance and
+//! keys moved come from `examples/compare_hashing.rs` (equal weights; Maglev
+//! by slot counts, ring hash by exact arc lengths, rendezvous over 10^6
+//! sampled keys; moved keys over 10^5 keys when the middle host of n is
+//! removed). Times are criterion medians from `benches/envoy.rs`; a pick is
+//! a whole [`Pool::pick`](crate::Pool::pick) with its accounting, and the
+//! VM's noise is about ±30 %.
 //!
-//! | method | balance: busiest / mean (n=100, n=1000) | keys moved when 1 of 100 is removed | memory (n=1000) | build (n=1000) | pick (n=10, 100, 1000) |
-//! |---|---|---|---|---|---|
-//! | Maglev, M = 65537 | 1.01, 1.02 | 1.17 % (ideal 1 %) | 128 KiB | 2.6 ms | 24, 24, 26 ns |
-//! | ring hash, min 1024 | 1.50, 1.94 | 1.00 % | 20 KiB (2048 entries) | 0.37 ms | 31, 36, 43 ns |
-//! | rendezvous | 1.03, 1.11 | 1.00 % | 16 KiB | 0.03 ms | 30, 140, 1280 ns |
+//! | | Maglev (M = 65537) | ring hash (min 1024) | rendezvous |
+//! |---|---|---|---|
+//! | balance, busiest / mean, n = 10, 100, 1000 | 1.000, 1.001, 1.007 | 1.12, 1.77, 4.49 | 1.007, 1.035, 1.095 |
+//! | keys moved removing 1 of 10 (ideal 10 %) | 10.35 % | 17.55 % | 10.02 % |
+//! | keys moved removing 1 of 100 (ideal 1 %) | 1.48 % | 1.13 % | 0.98 % |
+//! | keys moved removing 1 of 1000 (ideal 0.1 %) | 0.68 % | 0.05 % | 0.10 % |
+//! | memory, n = 1000 | 128 KiB (u16 slots) | 20 KB (2000 entries) | 16 KB |
+//! | build, n = 10, 100, 1000 | 2.8, 4.5, 4.2 ms | 63, 78, 168 µs | 0.16, 1.2, 14.5 µs |
+//! | pick, n = 10, 100, 1000 | 87, 73, 163 ns | 127, 233, 119 ns | 102, 364, 2730 ns |
 //!
-//! - **Maglev** balances best and picks in constant time, but a removal also
-//!   moves a few keys between hosts that stayed, and the table is large.
-//! - **Ring hash** keeps keys put on removal while the per-host entry count
-//!   stays the same (see [`RingHash`]'s limitations), but balances poorly
-//!   unless the ring is large compared with the host count.
+//! - **Maglev** balances best and picks in constant time; a removal also
+//!   moves some keys between hosts that stayed (most visibly with many
+//!   hosts), and the table costs M slots whatever the host count.
+//! - **Ring hash** balances poorly unless the ring is large compared with
+//!   the host count (raise the minimum ring size), and Envoy's sizing rule
+//!   adds entries to the survivors when a host leaves a small set, which
+//!   moves extra keys (17.55 % for 1 of 10).
 //! - **Rendezvous** moves only the removed host's keys, balances well and
-//!   needs no table, at O(n) per pick: fine for tens of hosts, slow for
-//!   thousands.
-//! - **Bounded loads** cap every host at `factor` times its share of the
-//!   live requests whichever table is under them, at the price of moving
-//!   keys while hosts are busy.
+//!   builds in microseconds, at O(n) per pick: fine for tens or hundreds of
+//!   hosts, slow for thousands.
+//! - **Bounded loads** ([`BoundedLoad`]) cap every host at `factor` times its
+//!   share of the live requests whichever table is under them, at the price
+//!   of moving keys while hosts are busy; an unloaded pick costs what the
+//!   inner pick costs.
 
 mod bounded;
 mod hash;

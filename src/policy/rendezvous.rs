@@ -36,7 +36,8 @@ use crate::policy::{Candidates, Key, Policy};
 /// # Complexity
 ///
 /// Pick: O(n), about one multiply-xorshift per backend (plus a logarithm
-/// with unequal weights). Build: O(n) hashes of the backend names; 16
+/// with unequal weights); availability is checked only for backends that
+/// beat the best score so far. Build: O(n) hashes of the backend names; 16
 /// bytes per backend.
 ///
 /// # Examples
@@ -136,17 +137,19 @@ impl RendezvousTable {
         written
     }
 
-    /// The winning index among those `allowed` accepts.
+    /// The winning index among those `allowed` accepts. `allowed` is asked
+    /// only about a backend that beats the best so far, so a pick usually
+    /// checks availability a handful of times, not n.
     #[inline]
     fn best(&self, hash: u64, allowed: impl Fn(usize) -> bool) -> Option<usize> {
         if self.equal_weights {
             let mut best: Option<(usize, u64)> = None;
             for (i, h) in self.hosts.iter().enumerate() {
-                if h.inverse_weight.is_infinite() || !allowed(i) {
+                let x = fmix64(hash ^ h.seed);
+                if best.is_some_and(|(_, b)| x <= b) || h.inverse_weight.is_infinite() {
                     continue;
                 }
-                let x = fmix64(hash ^ h.seed);
-                if best.is_none_or(|(_, b)| x > b) {
+                if allowed(i) {
                     best = Some((i, x));
                 }
             }
@@ -155,11 +158,14 @@ impl RendezvousTable {
         // Highest -w / ln(u) is lowest -ln(u) / w.
         let mut best: Option<(usize, f64)> = None;
         for (i, h) in self.hosts.iter().enumerate() {
-            if h.inverse_weight.is_infinite() || !allowed(i) {
+            if h.inverse_weight.is_infinite() {
                 continue;
             }
             let cost = -ln(unit(fmix64(hash ^ h.seed))) * h.inverse_weight;
-            if best.is_none_or(|(_, b)| cost < b) {
+            if best.is_some_and(|(_, b)| cost >= b) {
+                continue;
+            }
+            if allowed(i) {
                 best = Some((i, cost));
             }
         }
