@@ -6,9 +6,10 @@
 use std::net::{IpAddr, Ipv6Addr};
 use upstream::policy::Policy;
 
+use upstream::envoy::{BoundedLoad, Maglev, RingHash};
 use upstream::{
     Backend, HaproxyChash, HaproxyMap, IpHash, Ketama, Key, LeastConn, NginxHash, NginxRandom, P2c,
-    PeakEwma, Pool, Random, RoundRobin,
+    PeakEwma, Pool, Random, Rendezvous, RoundRobin,
 };
 
 fn backends(n: usize) -> Vec<Backend> {
@@ -93,4 +94,13 @@ fn random_p2c_and_peak_ewma() {
 fn haproxy() {
     assert_pick_allocates_nothing(HaproxyMap::uri(), Key::Bytes(b"/cart?id=1"));
     assert_pick_allocates_nothing(HaproxyChash::source(), Key::Ip(CLIENT));
+}
+
+#[test]
+fn envoy_and_rendezvous() {
+    assert_pick_allocates_nothing(Maglev::new(), Key::Hash(0x9e37_79b9_7f4a_7c15));
+    assert_pick_allocates_nothing(RingHash::new(), Key::Hash(0x9e37_79b9_7f4a_7c15));
+    let bounded = BoundedLoad::new(Maglev::new(), 150).unwrap();
+    assert_pick_allocates_nothing(bounded, Key::Hash(7));
+    assert_pick_allocates_nothing(Rendezvous, Key::Bytes(b"session-42"));
 }

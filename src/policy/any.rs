@@ -126,6 +126,16 @@ any_policy! {
     P2c(P2c),
     /// Power of d choices over peak-EWMA latency.
     PeakEwma(PeakEwma),
+    /// Envoy's Maglev.
+    Maglev(crate::envoy::Maglev),
+    /// Envoy's ring hash.
+    RingHash(crate::envoy::RingHash),
+    /// Envoy's Maglev with bounded loads.
+    BoundedMaglev(crate::envoy::BoundedLoad<crate::envoy::Maglev>),
+    /// Envoy's ring hash with bounded loads.
+    BoundedRingHash(crate::envoy::BoundedLoad<crate::envoy::RingHash>),
+    /// Weighted rendezvous hashing.
+    Rendezvous(crate::policy::Rendezvous),
     /// HAProxy's `hash-type map-based`.
     HaproxyMap(crate::haproxy::HaproxyMap),
     /// HAProxy's `hash-type consistent`.
