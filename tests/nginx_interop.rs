@@ -440,6 +440,10 @@ fn picks_match_nginx() {
         .status()
         .is_ok_and(|s| s.success());
     if !found {
+        assert!(
+            std::env::var_os("UPSTREAM_REQUIRE_INTEROP").is_none(),
+            "UPSTREAM_REQUIRE_INTEROP is set but `nginx` is not on PATH"
+        );
         eprintln!("skipping nginx interop test: `nginx` is not on PATH");
         return;
     }
