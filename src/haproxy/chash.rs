@@ -129,6 +129,8 @@ impl HaproxyChash {
 impl Policy for HaproxyChash {
     type Table = ChashTable;
     type State = ();
+    // Never reads the pool-wide count: skip keeping it.
+    const COUNTS_TOTAL_ACTIVE: bool = false;
 
     fn name(&self) -> &'static str {
         "haproxy_chash"

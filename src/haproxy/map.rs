@@ -106,6 +106,8 @@ impl HaproxyMap {
 impl Policy for HaproxyMap {
     type Table = MapTable;
     type State = ();
+    // Never reads the pool-wide count: skip keeping it.
+    const COUNTS_TOTAL_ACTIVE: bool = false;
 
     fn name(&self) -> &'static str {
         "haproxy_map"
@@ -181,6 +183,8 @@ impl StaticRr {
 impl Policy for StaticRr {
     type Table = MapTable;
     type State = ();
+    // Never reads the pool-wide count: skip keeping it.
+    const COUNTS_TOTAL_ACTIVE: bool = false;
 
     fn name(&self) -> &'static str {
         "haproxy_static_rr"

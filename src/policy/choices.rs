@@ -165,6 +165,8 @@ impl Default for P2c {
 impl Policy for P2c {
     type Table = ();
     type State = ();
+    // Never reads the pool-wide count: skip keeping it.
+    const COUNTS_TOTAL_ACTIVE: bool = false;
 
     fn name(&self) -> &'static str {
         "p2c"

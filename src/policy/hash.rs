@@ -98,6 +98,8 @@ fn attempt_hash(attempt: u64, key: &[u8]) -> u32 {
 impl Policy for NginxHash {
     type Table = HashTable;
     type State = HashState;
+    // Never reads the pool-wide count: skip keeping it.
+    const COUNTS_TOTAL_ACTIVE: bool = false;
 
     fn name(&self) -> &'static str {
         "hash"

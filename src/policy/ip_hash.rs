@@ -122,6 +122,8 @@ fn feed(mut hash: u32, bytes: &[u8]) -> u32 {
 impl Policy for IpHash {
     type Table = IpHashTable;
     type State = IpHashState;
+    // Never reads the pool-wide count: skip keeping it.
+    const COUNTS_TOTAL_ACTIVE: bool = false;
 
     fn name(&self) -> &'static str {
         "ip_hash"

@@ -349,6 +349,8 @@ fn directory(points: &[u64], bits: u32) -> (Box<[u32]>, u32) {
 impl Policy for Ketama {
     type Table = KetamaTable;
     type State = KetamaState;
+    // Never reads the pool-wide count: skip keeping it.
+    const COUNTS_TOTAL_ACTIVE: bool = false;
 
     fn name(&self) -> &'static str {
         "hash consistent"

@@ -150,6 +150,8 @@ impl Tries {
 impl Policy for NginxRandom {
     type Table = NginxRandomTable;
     type State = Tries;
+    // Never reads the pool-wide count: skip keeping it.
+    const COUNTS_TOTAL_ACTIVE: bool = false;
 
     fn name(&self) -> &'static str {
         "random"

@@ -105,6 +105,8 @@ impl Default for PeakEwma {
 impl Policy for PeakEwma {
     type Table = ();
     type State = ();
+    // Never reads the pool-wide count: skip keeping it.
+    const COUNTS_TOTAL_ACTIVE: bool = false;
 
     fn name(&self) -> &'static str {
         "peak_ewma"

@@ -155,6 +155,8 @@ impl RandomTable {
 impl Policy for Random {
     type Table = RandomTable;
     type State = ();
+    // Never reads the pool-wide count: skip keeping it.
+    const COUNTS_TOTAL_ACTIVE: bool = false;
 
     fn name(&self) -> &'static str {
         "random"

@@ -216,6 +216,8 @@ fn ln(v: f64) -> f64 {
 impl Policy for Rendezvous {
     type Table = RendezvousTable;
     type State = ();
+    // Never reads the pool-wide count: skip keeping it.
+    const COUNTS_TOTAL_ACTIVE: bool = false;
 
     fn name(&self) -> &'static str {
         "rendezvous"
