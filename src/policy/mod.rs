@@ -224,6 +224,7 @@ pub struct Candidates<'a> {
 static DETACHED_RANDOM: SplitMix64 = SplitMix64::with_seed(0);
 
 impl<'a> Candidates<'a> {
+    #[inline]
     pub(crate) fn new(
         specs: &'a [Backend],
         shared: &'a [Arc<Shared>],
@@ -245,6 +246,7 @@ impl<'a> Candidates<'a> {
     }
 
     /// The same candidates with failures ignored (panic mode).
+    #[inline]
     pub(crate) fn panicking(mut self, panic: bool) -> Self {
         self.panic = panic;
         self
@@ -258,6 +260,7 @@ impl<'a> Candidates<'a> {
     }
 
     /// The same candidates with `skipped` (tier indices) treated as tried.
+    #[inline]
     pub(crate) fn skipping(mut self, skipped: &'a [usize]) -> Self {
         self.skipped = skipped;
         self
@@ -265,6 +268,7 @@ impl<'a> Candidates<'a> {
 
     /// The same candidates, drawing randomness (and later slow start and
     /// panic settings) from `pool`.
+    #[inline]
     pub(crate) fn in_pool(mut self, pool: &'a PoolShared) -> Self {
         self.pool = Some(pool);
         self
@@ -340,7 +344,8 @@ impl<'a> Candidates<'a> {
     /// one pick, turned down by slow start's admission).
     #[inline]
     pub fn is_tried(&self, i: usize) -> bool {
-        self.tried.contains(self.offset + i) || self.skipped.contains(&i)
+        self.tried.contains(self.offset + i)
+            || (!self.skipped.is_empty() && self.skipped.contains(&i))
     }
 
     /// Backend `i`'s latency estimate in ns now (see
@@ -397,7 +402,7 @@ impl<'a> Candidates<'a> {
     /// out (unless the tier panics), below `max_conns` and not yet tried. A
     /// draining or weight-0 backend is usable, so that sticky sessions bound
     /// to it stay.
-    #[inline]
+    #[inline(always)]
     pub fn is_usable(&self, i: usize) -> bool {
         let (Some(spec), Some(shared)) = (self.specs.get(i), self.shared.get(i)) else {
             return false;
