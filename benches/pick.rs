@@ -1,10 +1,17 @@
-//! Pick and build costs of the core policies, through the public pool API.
+//! Pick and build costs through the public pool API: the full matrix for
+//! the core policies, and for every other policy the failover and contended
+//! picks (their plain picks and builds are in their own bench files).
 
 use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr};
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
+use upstream::envoy::{Maglev, RingHash};
 use upstream::policy::Policy;
-use upstream::{Backend, Key, LeastConn, Pool, RoundRobin};
+use upstream::{
+    Backend, HaproxyChash, HaproxyMap, IpHash, Ketama, Key, LeastConn, NginxHash, NginxRandom, P2c,
+    PeakEwma, Pool, Random, Rendezvous, RoundRobin, StaticRr,
+};
 
 const SIZES: [usize; 3] = [10, 100, 1000];
 
@@ -78,6 +85,80 @@ fn pick_contended<P: Policy>(c: &mut Criterion, policy: P) {
     });
 }
 
+/// What each policy is keyed by: 4096 keys built before timing.
+#[derive(Clone, Copy)]
+enum Keys {
+    None,
+    Ip,
+    Bytes,
+    Hash,
+}
+
+fn lcg(state: &mut u64) -> u64 {
+    *state = state
+        .wrapping_mul(6_364_136_223_846_793_005)
+        .wrapping_add(1_442_695_040_888_963_407);
+    *state >> 16
+}
+
+fn keys(kind: Keys) -> Vec<Key<'static>> {
+    let mut s = 7;
+    (0..4096)
+        .map(|_| match kind {
+            Keys::None => Key::None,
+            Keys::Ip => Key::Ip(IpAddr::V4(Ipv4Addr::from(lcg(&mut s) as u32))),
+            Keys::Hash => Key::Hash(lcg(&mut s) << 16 ^ lcg(&mut s)),
+            Keys::Bytes => {
+                let key: Vec<u8> = (0..24).map(|_| b'a' + (lcg(&mut s) % 26) as u8).collect();
+                // Leaked once per bench run, so that keys are plain `Key<'static>`.
+                Key::Bytes(Box::leak(key.into_boxed_slice()))
+            }
+        })
+        .collect()
+}
+
+/// `pick_failover/<name>/n=…` (half of the backends down) and
+/// `pick_contended/<name>` (two threads on one pool of 100).
+fn failover_and_contended<P: Policy>(c: &mut Criterion, name: &str, policy: P, kind: Keys) {
+    let keys = keys(kind);
+    let mut group = c.benchmark_group(format!("pick_failover/{name}"));
+    for n in SIZES {
+        let set: Vec<Backend> = backends(n)
+            .into_iter()
+            .enumerate()
+            .map(|(i, b)| b.down(i % 2 == 0))
+            .collect();
+        let pool = Pool::new(policy.clone(), set).unwrap();
+        let mut at = 0;
+        group.bench_function(BenchmarkId::from_parameter(format!("n={n}")), |b| {
+            b.iter(|| {
+                at = (at + 1) & 4095;
+                black_box(pool.pick(keys[at])).map(|p| p.index())
+            })
+        });
+    }
+    group.finish();
+
+    let pool = Pool::new(policy, backends(100)).unwrap();
+    let run = |iters: u64, first: usize| {
+        let start = std::time::Instant::now();
+        for k in 0..iters as usize {
+            black_box(pool.pick(keys[(first + k) & 4095]));
+        }
+        start.elapsed()
+    };
+    c.bench_function(&format!("pick_contended/{name}"), |b| {
+        b.iter_custom(|iters| {
+            std::thread::scope(|s| {
+                let other = s.spawn(|| run(iters, 2048));
+                let mine = run(iters, 0);
+                // Two picks per iteration: report the time per pick.
+                (mine + other.join().unwrap()) / 4
+            })
+        })
+    });
+}
+
 fn core(c: &mut Criterion) {
     pick_group(c, RoundRobin);
     pick_group(c, LeastConn);
@@ -85,5 +166,22 @@ fn core(c: &mut Criterion) {
     pick_contended(c, LeastConn);
 }
 
-criterion_group!(benches, core);
+fn others(c: &mut Criterion) {
+    failover_and_contended(c, "ip_hash", IpHash, Keys::Ip);
+    failover_and_contended(c, "hash", NginxHash, Keys::Bytes);
+    failover_and_contended(c, "ketama", Ketama, Keys::Bytes);
+    failover_and_contended(c, "nginx_random", NginxRandom::plain(), Keys::None);
+    failover_and_contended(c, "nginx_random_two", NginxRandom::two(), Keys::None);
+    failover_and_contended(c, "random", Random, Keys::None);
+    failover_and_contended(c, "p2c", P2c::new(), Keys::None);
+    failover_and_contended(c, "peak_ewma", PeakEwma::new(), Keys::None);
+    failover_and_contended(c, "maglev", Maglev::new(), Keys::Hash);
+    failover_and_contended(c, "ring_hash", RingHash::new(), Keys::Hash);
+    failover_and_contended(c, "rendezvous", Rendezvous, Keys::Hash);
+    failover_and_contended(c, "haproxy_map", HaproxyMap::uri(), Keys::Bytes);
+    failover_and_contended(c, "haproxy_chash", HaproxyChash::uri(), Keys::Bytes);
+    failover_and_contended(c, "static_rr", StaticRr::default(), Keys::None);
+}
+
+criterion_group!(benches, core, others);
 criterion_main!(benches);

@@ -181,32 +181,86 @@ fn bare_round_robin(n: usize) -> Subject {
     }
 }
 
+/// nginx's consistent hash alone: the key's CRC-32 and the ring search of
+/// upstream's own table, without the pool around it.
+fn bare_ketama(n: usize) -> Subject {
+    use upstream::policy::Policy;
+    let table = upstream::Ketama
+        .build(&upstream_backends(n), None)
+        .expect("a valid set");
+    Subject {
+        name: "bare",
+        batch: keyed(move |key| {
+            let point = table.find(crc32fast::hash(black_box(key)));
+            black_box(point.and_then(|p| table.point(p)));
+        }),
+    }
+}
+
+/// nginx's `hash` alone, written here: `(crc32(key) >> 16) & 0x7fff`
+/// modulo the total weight, and a binary search over the weights' prefix
+/// sums.
+fn bare_hash(n: usize) -> Subject {
+    let mut ends = Vec::with_capacity(n);
+    let mut total = 0u64;
+    for i in 0..n {
+        total += u64::from(backend(i).1);
+        ends.push(total);
+    }
+    Subject {
+        name: "bare",
+        batch: keyed(move |key| {
+            let h = u64::from((crc32fast::hash(black_box(key)) >> 16) & 0x7fff) % total;
+            black_box(ends.partition_point(|&end| end <= h));
+        }),
+    }
+}
+
+fn pool<P: upstream::Policy>(policy: P, n: usize) -> Pool<P> {
+    Pool::new(policy, upstream_backends(n)).expect("a valid set")
+}
+
 /// Every row, in table order. `filter` keeps rows whose policy contains it.
 pub fn rows(filter: &str) -> Vec<Row> {
-    use pingora_load_balancing::selection::RoundRobin as PRoundRobin;
+    use pingora_load_balancing::selection::{Consistent, FNVHash, RoundRobin as PRoundRobin};
 
     let mut rows = Vec::new();
+    let mut row = |policy: &'static str, n: usize, make: &dyn Fn() -> Vec<Subject>| {
+        if policy.contains(filter) {
+            rows.push(Row {
+                policy,
+                n,
+                subjects: make(),
+            });
+        }
+    };
     for n in SIZES {
-        rows.push(Row {
-            policy: "round_robin",
-            n,
-            subjects: vec![
-                upstream_pick(
-                    Pool::new(upstream::RoundRobin, upstream_backends(n)).expect("a valid set"),
-                    false,
-                ),
+        row("round_robin", n, &|| {
+            vec![
+                upstream_pick(pool(upstream::RoundRobin, n), false),
                 pingora_select(pingora_lb::<PRoundRobin>(n)),
                 bare_round_robin(n),
-            ],
+            ]
         });
     }
     for n in SIZES {
-        rows.push(Row {
-            policy: "ketama",
-            n,
-            subjects: vec![continuum_node(n)],
+        row("ketama", n, &|| {
+            vec![
+                upstream_pick(pool(upstream::Ketama, n), true),
+                pingora_select(pingora_lb::<Consistent>(n)),
+                continuum_node(n),
+                bare_ketama(n),
+            ]
         });
     }
-    rows.retain(|r| r.policy.contains(filter));
+    for n in SIZES {
+        row("hash", n, &|| {
+            vec![
+                upstream_pick(pool(upstream::NginxHash, n), true),
+                pingora_select(pingora_lb::<FNVHash>(n)),
+                bare_hash(n),
+            ]
+        });
+    }
     rows
 }

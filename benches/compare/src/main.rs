@@ -17,14 +17,16 @@ fn main() {
         match arg.as_str() {
             "--rounds" => rounds = args.next().and_then(|v| v.parse().ok()).unwrap_or(rounds),
             "--ms" => batch_ms = args.next().and_then(|v| v.parse().ok()).unwrap_or(batch_ms),
-            "--bench" => {}
             other => filter = other.to_string(),
         }
     }
     let target = Duration::from_millis(batch_ms);
 
-    println!("| policy | n | subject | ns/pick (median of {rounds}) | min | subject ÷ upstream |");
-    println!("|---|---:|---|---:|---:|---:|");
+    println!(
+        "| policy | n | upstream ns | pingora select() ns | select ÷ upstream | \
+         Continuum::node ns | node ÷ upstream | bare ns | upstream ÷ bare |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for mut row in rows(&filter) {
         let iters: Vec<u64> = row
             .subjects
@@ -39,19 +41,39 @@ fn main() {
                 samples[k].push(start.elapsed().as_secs_f64() * 1e9 / iters[k] as f64);
             }
         }
-        let medians: Vec<(f64, f64)> = samples.iter_mut().map(|s| median_min(s)).collect();
-        let base = row
-            .subjects
-            .iter()
-            .position(|s| s.name == "upstream")
-            .map(|k| medians[k].0);
-        for (s, (median, min)) in row.subjects.iter().zip(&medians) {
-            let ratio = base.map_or("–".to_string(), |b| format!("{:.1}×", median / b));
-            println!(
-                "| {} | {} | {} | {:.2} | {:.2} | {} |",
-                row.policy, row.n, s.name, median, min, ratio
-            );
-        }
+        let median = |name: &str| {
+            let k = row.subjects.iter().position(|s| s.name == name)?;
+            let mut s = samples[k].clone();
+            s.sort_by(f64::total_cmp);
+            Some(s[s.len() / 2])
+        };
+        let up = median("upstream");
+        let select = median("pingora select()");
+        let node = median("Continuum::node");
+        let bare = median("bare");
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            row.policy,
+            row.n,
+            ns(up),
+            ns(select),
+            ratio(select, up),
+            ns(node),
+            ratio(node, up),
+            ns(bare),
+            ratio(up, bare),
+        );
+    }
+}
+
+fn ns(v: Option<f64>) -> String {
+    v.map_or("–".to_string(), |v| format!("{v:.1}"))
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) => format!("{:.1}×", a / b),
+        _ => "–".to_string(),
     }
 }
 
@@ -68,9 +90,4 @@ fn calibrate(batch: &mut Batch, target: Duration) -> u64 {
         }
         iters *= 2;
     }
-}
-
-fn median_min(samples: &mut [f64]) -> (f64, f64) {
-    samples.sort_by(f64::total_cmp);
-    (samples[samples.len() / 2], samples[0])
 }

@@ -3,7 +3,8 @@
 //! path alone (snapshot load, pick, drop of the `Pick`), free of set-up.
 //!
 //! Usage: `callgrind_pick POLICY N ITERS [failover]`, POLICY one of
-//! `round_robin`, `least_conn`, `bare_round_robin`.
+//! `round_robin`, `least_conn`, `ketama`, `hash`, `ip_hash`
+//! (unkeyed here: its round-robin fallback), `bare_round_robin`.
 
 use std::hint::black_box;
 
@@ -63,6 +64,9 @@ fn main() {
     match policy {
         "round_robin" => run(upstream::RoundRobin, n, iters, failover, false),
         "least_conn" => run(upstream::LeastConn, n, iters, failover, false),
+        "ketama" => run(upstream::Ketama, n, iters, failover, true),
+        "hash" => run(upstream::NginxHash, n, iters, failover, true),
+        "ip_hash" => run(upstream::IpHash, n, iters, failover, false),
         "bare_round_robin" => {
             let pool = Pool::new(upstream::RoundRobin, upstream_backends(n)).expect("valid");
             let schedule: Vec<u32> = pool.snapshot().primary_table().schedule().to_vec();
