@@ -18,7 +18,11 @@ impl Policy for CountingRoundRobin {
         "counting_round_robin"
     }
 
-    fn build(&self, tier: &[Backend], prev: Option<&Self::Table>) -> Result<Self::Table, BuildError> {
+    fn build(
+        &self,
+        tier: &[Backend],
+        prev: Option<&Self::Table>,
+    ) -> Result<Self::Table, BuildError> {
         RoundRobin.build(tier, prev)
     }
 
@@ -65,12 +69,12 @@ fn counts_through_removals<P: Policy>(policy: P) {
 
 #[test]
 fn summed_from_backends_when_the_policy_keeps_no_counter() {
-    assert!(!<RoundRobin as Policy>::COUNTS_TOTAL_ACTIVE);
+    const { assert!(!<RoundRobin as Policy>::COUNTS_TOTAL_ACTIVE) };
     counts_through_removals(RoundRobin);
 }
 
 #[test]
 fn counted_on_the_pick_path_by_default() {
-    assert!(<CountingRoundRobin as Policy>::COUNTS_TOTAL_ACTIVE);
+    const { assert!(<CountingRoundRobin as Policy>::COUNTS_TOTAL_ACTIVE) };
     counts_through_removals(CountingRoundRobin);
 }

@@ -10,7 +10,7 @@ use upstream_compare::{rows, Batch};
 
 fn main() {
     let mut filter = String::new();
-    let mut rounds = 15usize;
+    let mut rounds = 21usize;
     let mut batch_ms = 10u64;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -24,9 +24,9 @@ fn main() {
 
     println!(
         "| policy | n | upstream ns | pingora select() ns | select ÷ upstream | \
-         Continuum::node ns | node ÷ upstream | bare ns | upstream ÷ bare |"
+         Continuum::node ns | node ÷ upstream | bare ns | upstream ÷ bare | node ÷ bare |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for mut row in rows(&filter) {
         let iters: Vec<u64> = row
             .subjects
@@ -52,7 +52,7 @@ fn main() {
         let node = median("Continuum::node");
         let bare = median("bare");
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             row.policy,
             row.n,
             ns(up),
@@ -62,6 +62,7 @@ fn main() {
             ratio(node, up),
             ns(bare),
             ratio(up, bare),
+            ratio(node, bare),
         );
     }
 }
