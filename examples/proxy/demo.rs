@@ -1,0 +1,5 @@
+//! The self-contained demonstration.
+
+pub async fn run() -> Result<(), String> {
+    Ok(())
+}
