@@ -302,6 +302,41 @@ impl TryFrom<Vec<Backend>> for BackendSet {
     }
 }
 
+/// Anything a pool can be built from: a validated [`BackendSet`], or
+/// backends to validate (a `Vec`, an array or a slice of [`Backend`]).
+pub trait IntoBackendSet {
+    /// Validates (if needed) and returns the set.
+    ///
+    /// # Errors
+    ///
+    /// As [`BackendSet::new`].
+    fn into_backend_set(self) -> Result<BackendSet, BuildError>;
+}
+
+impl IntoBackendSet for BackendSet {
+    fn into_backend_set(self) -> Result<BackendSet, BuildError> {
+        Ok(self)
+    }
+}
+
+impl IntoBackendSet for Vec<Backend> {
+    fn into_backend_set(self) -> Result<BackendSet, BuildError> {
+        BackendSet::new(self)
+    }
+}
+
+impl<const N: usize> IntoBackendSet for [Backend; N] {
+    fn into_backend_set(self) -> Result<BackendSet, BuildError> {
+        BackendSet::new(self.into())
+    }
+}
+
+impl IntoBackendSet for &[Backend] {
+    fn into_backend_set(self) -> Result<BackendSet, BuildError> {
+        BackendSet::new(self.to_vec())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

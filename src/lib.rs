@@ -60,10 +60,15 @@ mod pool;
 pub mod time;
 mod tried;
 
-pub use backend::{Backend, BackendSet, MAX_BACKENDS, MAX_WEIGHT};
+pub use backend::{Backend, BackendSet, IntoBackendSet, MAX_BACKENDS, MAX_WEIGHT};
 pub use clock::{Clock, ManualClock, MonotonicClock};
 pub use error::BuildError;
 pub use live::{Event, Observer};
 pub use pick::{Outcome, Pick, Request};
 pub use policy::{Key, LeastConn, Policy, RoundRobin};
 pub use pool::{Pool, PoolBuilder, Snapshot};
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

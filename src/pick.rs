@@ -131,7 +131,7 @@ pub(crate) fn next<P: Policy>(
         };
         let offset = range.start;
         let specs = &snap.specs[range.clone()];
-        let shared = &snap.shared[range];
+        let shared = &snap.shared[range.clone()];
         let cands = Candidates::new(specs, shared, offset, tried, clock);
         let chosen = snap.policy.pick(table, &cands, key, state);
         // An index out of range or already tried means the policy has nothing
@@ -146,18 +146,33 @@ pub(crate) fn next<P: Policy>(
             *state = P::State::default();
             continue;
         };
-        let acquired = cands.is_usable(i) && shared[i].acquire(&specs[i], &mut || cands.now_ms());
-        tried.insert(offset + i);
-        if acquired {
-            return Some(Pick {
-                shared: Arc::clone(&shared[i]),
-                index: offset + i,
-                generation: snap.generation,
-                max_fails: specs[i].max_fails,
-                count_failures: !snap.single,
-            });
+        if let Some(pick) = acquire(snap, tried, range, i) {
+            return Some(pick);
         }
     }
+}
+
+/// Acquires tier-local backend `i` of the tier `range` if it is usable, and
+/// marks it tried either way.
+fn acquire<P: Policy>(
+    snap: &Snapshot<P>,
+    tried: &mut TriedSet,
+    range: std::ops::Range<usize>,
+    i: usize,
+) -> Option<Pick> {
+    let offset = range.start;
+    let specs = &snap.specs[range.clone()];
+    let shared = &snap.shared[range];
+    let cands = Candidates::new(specs, shared, offset, tried, &*snap.pool.clock);
+    let acquired = cands.is_usable(i) && shared[i].acquire(&specs[i], &mut || cands.now_ms());
+    tried.insert(offset + i);
+    acquired.then(|| Pick {
+        shared: Arc::clone(&shared[i]),
+        index: offset + i,
+        generation: snap.generation,
+        max_fails: specs[i].max_fails,
+        count_failures: !snap.single,
+    })
 }
 
 /// One request that may try several backends, never the same one twice.
@@ -212,6 +227,32 @@ impl<'k, P: Policy> Request<'k, P> {
             &mut self.tier,
             &mut self.state,
         )
+    }
+
+    /// Takes backend `index` (snapshot order) for the next attempt, if it can
+    /// serve: not down, not failed out, below `max_conns`, not yet tried.
+    /// Draining and weight-0 backends are accepted, so that a sticky session
+    /// bound to one stays there. This is how sticky layers pin a request.
+    ///
+    /// # Complexity
+    ///
+    /// O(1); no allocation below index 256, no lock.
+    pub fn take(&mut self, index: usize) -> Option<Pick> {
+        let snap = &*self.snap;
+        if index >= snap.specs.len() || self.tier == Tier::Exhausted {
+            return None;
+        }
+        let offset = if index < snap.n_primary {
+            0
+        } else {
+            snap.n_primary
+        };
+        let end = if index < snap.n_primary {
+            snap.n_primary
+        } else {
+            snap.specs.len()
+        };
+        acquire(snap, &mut self.tried, offset..end, index - offset)
     }
 
     /// The snapshot this request picks from.

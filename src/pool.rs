@@ -12,7 +12,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
-use crate::backend::{Backend, BackendSet};
+use crate::backend::{Backend, BackendSet, IntoBackendSet};
 use crate::clock::{Clock, MonotonicClock};
 use crate::error::BuildError;
 use crate::live::{Event, Observer, PoolShared, Shared};
@@ -35,6 +35,11 @@ pub struct Snapshot<P: Policy> {
     pub(crate) single: bool,
     pub(crate) generation: u64,
     pub(crate) pool: Arc<PoolShared>,
+    /// Identity to index, for O(1) lookups by tools and sticky layers.
+    by_id: ahash::AHashMap<Box<str>, usize>,
+    /// Sticky server id of each backend: its route, or the MD5 of its id.
+    route_ids: Box<[Box<str>]>,
+    by_route: ahash::AHashMap<Box<str>, usize>,
 }
 
 impl<P: Policy> Snapshot<P> {
@@ -67,9 +72,33 @@ impl<P: Policy> Snapshot<P> {
     ///
     /// # Complexity
     ///
-    /// O(n): meant for tools and tests, not for the request path.
+    /// O(1) expected: one hash-map lookup.
     pub fn index_of(&self, id: &str) -> Option<usize> {
-        self.specs.iter().position(|b| b.id == id)
+        self.by_id.get(id).copied()
+    }
+
+    /// The sticky server id of backend `i`: its `route` if it has one, else
+    /// the lowercase hex MD5 of its identity, as nginx's `sticky` computes it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use upstream::{Backend, Pool, RoundRobin};
+    ///
+    /// let pool = Pool::new(RoundRobin, vec![Backend::new("127.0.0.1:18081")]).unwrap();
+    /// assert_eq!(pool.snapshot().route_id(0), Some("7f3797d6a7e152c9ae2760fc816c6014"));
+    /// ```
+    pub fn route_id(&self, i: usize) -> Option<&str> {
+        self.route_ids.get(i).map(|r| &**r)
+    }
+
+    /// The backend whose sticky server id is `route`.
+    ///
+    /// # Complexity
+    ///
+    /// O(1) expected: one hash-map lookup.
+    pub fn index_of_route(&self, route: &str) -> Option<usize> {
+        self.by_route.get(route).copied()
     }
 
     /// Unreleased picks of backend `i`, whichever snapshot made them.
@@ -134,6 +163,17 @@ impl<P: Policy> Snapshot<P> {
             .collect();
         let specs: Box<[Backend]> = ordered.into_iter().cloned().collect();
         let n_primary = specs.iter().take_while(|b| !b.backup).count();
+        let by_id = specs
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (b.id.clone().into_boxed_str(), i))
+            .collect();
+        let route_ids: Box<[Box<str>]> = specs.iter().map(sticky_server_id).collect();
+        let mut by_route = ahash::AHashMap::with_capacity(specs.len());
+        for (i, r) in route_ids.iter().enumerate() {
+            // Two backends may share a route; the first in snapshot order wins.
+            by_route.entry(r.clone()).or_insert(i);
+        }
 
         let primary = policy.build(&specs[..n_primary], prev.map(|p| &p.primary))?;
         let backup = if n_primary < specs.len() {
@@ -152,8 +192,25 @@ impl<P: Policy> Snapshot<P> {
             backup,
             generation,
             pool: Arc::clone(pool),
+            by_id,
+            route_ids,
+            by_route,
         })
     }
+}
+
+/// nginx's sticky server id: the route, else the hex MD5 of the identity.
+fn sticky_server_id(b: &Backend) -> Box<str> {
+    use md5::Digest;
+    if let Some(route) = &b.route {
+        return route.clone().into_boxed_str();
+    }
+    let digest = md5::Md5::digest(b.id.as_bytes());
+    digest
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect::<String>()
+        .into_boxed_str()
 }
 
 /// A pool of backends shared across threads, balanced by policy `P`.
@@ -224,11 +281,8 @@ impl<P: Policy> PoolBuilder<P> {
     /// # Errors
     ///
     /// [`BuildError`] naming the backend at fault.
-    pub fn build(
-        self,
-        backends: impl TryInto<BackendSet, Error = BuildError>,
-    ) -> Result<Pool<P>, BuildError> {
-        let set = backends.try_into()?;
+    pub fn build(self, backends: impl IntoBackendSet) -> Result<Pool<P>, BuildError> {
+        let set = backends.into_backend_set()?;
         let shared = Arc::new(PoolShared {
             clock: self.clock,
             total_active: AtomicU64::new(0),
@@ -254,10 +308,7 @@ impl<P: Policy> Pool<P> {
     /// # Complexity
     ///
     /// One table build: see the policy's documentation.
-    pub fn new(
-        policy: P,
-        backends: impl TryInto<BackendSet, Error = BuildError>,
-    ) -> Result<Self, BuildError> {
+    pub fn new(policy: P, backends: impl IntoBackendSet) -> Result<Self, BuildError> {
         Pool::builder(policy).build(backends)
     }
 
@@ -317,11 +368,8 @@ impl<P: Policy> Pool<P> {
     /// # Complexity
     ///
     /// O(n) plus one table build per tier, all off the pick path.
-    pub fn replace(
-        &self,
-        backends: impl TryInto<BackendSet, Error = BuildError>,
-    ) -> Result<(), BuildError> {
-        let set = backends.try_into()?;
+    pub fn replace(&self, backends: impl IntoBackendSet) -> Result<(), BuildError> {
+        let set = backends.into_backend_set()?;
         let mut writer = self.writer.lock();
         let policy = self.current.load().policy.clone();
         self.install(&mut writer, set, policy)
@@ -332,12 +380,8 @@ impl<P: Policy> Pool<P> {
     /// # Errors
     ///
     /// [`BuildError`]; the pool then keeps its current snapshot.
-    pub fn reconfigure(
-        &self,
-        policy: P,
-        backends: impl TryInto<BackendSet, Error = BuildError>,
-    ) -> Result<(), BuildError> {
-        let set = backends.try_into()?;
+    pub fn reconfigure(&self, policy: P, backends: impl IntoBackendSet) -> Result<(), BuildError> {
+        let set = backends.into_backend_set()?;
         let mut writer = self.writer.lock();
         self.install(&mut writer, set, policy)
     }

@@ -1,37 +1,38 @@
 //! The set of backends already tried for one request.
 
-/// Indices tried for one request: 256 inline bits, spilling to the heap only
-/// when a request has tried a backend at index 256 or above.
+/// Indices tried for one request, without allocating in any common case:
+/// indices below 256 live in inline bits, and up to eight larger ones in an
+/// inline list; only a request that tries more than eight backends at index
+/// 256 or above spills to the heap.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct TriedSet {
-    inline: [u64; 4],
-    spill: Vec<u64>,
+    bits: [u64; 4],
+    far: [usize; 8],
+    far_len: usize,
+    spill: Vec<usize>,
 }
 
 impl TriedSet {
     const INLINE_BITS: usize = 256;
 
     pub(crate) fn contains(&self, i: usize) -> bool {
-        let (word, bit) = (i / 64, i % 64);
-        let w = if i < Self::INLINE_BITS {
-            self.inline[word]
-        } else {
-            self.spill.get(word - 4).copied().unwrap_or(0)
-        };
-        w & (1 << bit) != 0
+        if i < Self::INLINE_BITS {
+            return self.bits[i / 64] & (1 << (i % 64)) != 0;
+        }
+        self.far[..self.far_len].contains(&i) || self.spill.contains(&i)
     }
 
     pub(crate) fn insert(&mut self, i: usize) {
-        let (word, bit) = (i / 64, i % 64);
         if i < Self::INLINE_BITS {
-            self.inline[word] |= 1 << bit;
-            return;
+            self.bits[i / 64] |= 1 << (i % 64);
+        } else if !self.contains(i) {
+            if self.far_len < self.far.len() {
+                self.far[self.far_len] = i;
+                self.far_len += 1;
+            } else {
+                self.spill.push(i);
+            }
         }
-        let at = word - 4;
-        if self.spill.len() <= at {
-            self.spill.resize(at + 1, 0);
-        }
-        self.spill[at] |= 1 << bit;
     }
 }
 
@@ -40,13 +41,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn inline_and_spilled_bits() {
+    fn inline_far_and_spilled() {
         let mut t = TriedSet::default();
-        for i in [0, 63, 64, 255, 256, 1000, 70_000] {
+        let many: Vec<usize> = (0..12).map(|k| 300 + 7 * k).collect();
+        for &i in [0, 63, 64, 255].iter().chain(&many) {
             assert!(!t.contains(i));
+            t.insert(i);
             t.insert(i);
             assert!(t.contains(i));
         }
-        assert!(!t.contains(1) && !t.contains(257) && !t.contains(69_999));
+        assert_eq!((t.far_len, t.spill.len()), (8, 4));
+        assert!(!t.contains(1) && !t.contains(256) && !t.contains(301));
     }
 }
