@@ -125,7 +125,7 @@ where
     let backends = upstream.backends.len();
     let pool = Pool::builder(policy)
         .observer(log_event)
-        .build(upstream.backends.into_vec())
+        .build(upstream.backends)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     let proxy = Arc::new(Proxy::new(pool, key, settings));
     let listener = TcpListener::bind(listen)

@@ -152,7 +152,7 @@ where
     ///
     /// The pool's [`BuildError`]; nothing changes then.
     pub fn reconfigure(&self, policy: P, key: KeySpec, set: BackendSet) -> Result<(), BuildError> {
-        self.pool.reconfigure(policy, set.into_vec())?;
+        self.pool.reconfigure(policy, set)?;
         self.key.store(Arc::new(key));
         Ok(())
     }
