@@ -174,12 +174,10 @@ fn client(i: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, hi, lo, 7))
 }
 
-fn within<F: Future>(test: F) -> impl Future<Output = F::Output> {
-    async move {
-        tokio::time::timeout(DEADLINE, test)
-            .await
-            .expect("test took too long")
-    }
+async fn within<F: Future>(test: F) -> F::Output {
+    tokio::time::timeout(DEADLINE, test)
+        .await
+        .expect("test took too long")
 }
 
 /// `n` clients, one request each; the backend name each was answered by.

@@ -41,11 +41,6 @@ impl Session {
         })
     }
 
-    /// The address the client claims.
-    pub fn ip(&self) -> IpAddr {
-        self.ip
-    }
-
     /// Sends `GET path` and reads the whole answer.
     ///
     /// # Errors

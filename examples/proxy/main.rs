@@ -22,6 +22,7 @@ mod reload;
 mod server;
 mod trust;
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -67,10 +68,17 @@ fn nginx_time(text: &str) -> Result<Duration, String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
+    let demo = args.listen.is_none();
+    let logs = tracing_subscriber::fmt()
         .with_target(false)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    if demo {
+        // The demo's output is read as a whole: log lines without clocks.
+        logs.without_time().init();
+    } else {
+        logs.init();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -84,7 +92,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match (&args.listen, &args.upstream) {
             (Some(listen), Some(path)) => run(*listen, path.clone(), &args).await,
-            _ => demo::run().await,
+            _ => demo::run_with(RoundRobin, LeastConn, "$remote_addr").await,
         }
     });
     match result {

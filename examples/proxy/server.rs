@@ -373,7 +373,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, upgrading: bool) {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(|t| t.trim().to_ascii_lowercase())
-        .filter(|t| !t.is_empty() && !(upgrading && t == "upgrade"))
+        .filter(|t| !(t.is_empty() || (upgrading && t == "upgrade")))
         .collect();
     for name in listed.iter().map(String::as_str).chain(HOP_BY_HOP) {
         headers.remove(name);
