@@ -125,13 +125,26 @@ pub fn load(path: &Path) -> Result<Upstream, String> {
     let file: File = if path.extension().is_some_and(|e| e == "json") {
         serde_json::from_str(&text).map_err(|e| at(&e))?
     } else {
-        toml::from_str(&text).map_err(|e| at(&e))?
+        toml::from_str(&text).map_err(|e| at(&toml_error(&text, &e)))?
     };
     Ok(Upstream {
         name: file.name,
         method: Method::parse(&file.method).map_err(|e| at(&e))?,
         backends: BackendSet::new(file.server).map_err(|e| at(&e))?,
     })
+}
+
+/// A TOML error on one line: where, then what.
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim();
+    match e.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            format!("line {line}: {message}")
+        }
+        None => message.to_string(),
+    }
 }
 
 /// A policy that a [`Method`] selects.
