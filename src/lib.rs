@@ -52,6 +52,7 @@
 
 mod backend;
 mod clock;
+pub mod config;
 mod error;
 mod live;
 mod pick;
@@ -62,6 +63,7 @@ mod tried;
 
 pub use backend::{Backend, BackendSet, IntoBackendSet, MAX_BACKENDS, MAX_WEIGHT};
 pub use clock::{Clock, ManualClock, MonotonicClock};
+pub use config::{ConfigError, UpstreamConfig};
 pub use error::BuildError;
 pub use live::{Event, Observer};
 pub use pick::{Outcome, Pick, Request};
