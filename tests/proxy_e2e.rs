@@ -336,11 +336,12 @@ impl Drop for ScratchFile {
     }
 }
 
-fn upstream_toml(method: &str, servers: &[SocketAddr]) -> String {
-    let mut text = format!("name = \"app\"\nmethod = \"{method}\"\n");
+fn upstream_block(method: &str, servers: &[SocketAddr]) -> String {
+    let mut text = format!("upstream app {{\n    {method}\n");
     for addr in servers {
-        text.push_str(&format!("[[server]]\nid = \"{addr}\"\n"));
+        text.push_str(&format!("    server {addr};\n"));
     }
+    text.push_str("}\n");
     text
 }
 
@@ -348,24 +349,31 @@ fn upstream_toml(method: &str, servers: &[SocketAddr]) -> String {
 async fn a_bad_file_is_refused_and_the_old_pool_keeps_serving() {
     within(async {
         let fx = Fixture::start(RoundRobin, &["b1", "b2"], KeySpec::None, &[]).await;
-        let file = ScratchFile::new("reload.toml");
+        let file = ScratchFile::new("reload.conf");
         let b2 = fx.backend("b2").addr();
 
-        file.write(&upstream_toml("round_robin", &[b2]));
+        file.write(&upstream_block("", &[b2]));
         reload::reload(&fx.proxy, &file.0).unwrap();
         assert_eq!(one_round(fx.addr, 4).await, vec!["b2".to_string(); 4]);
 
-        file.write(&upstream_toml("round_robin", &[b2, b2]));
+        file.write(&upstream_block("", &[b2, b2]));
         let err = reload::reload(&fx.proxy, &file.0).unwrap_err();
         assert_eq!(
             err,
             format!(
-                "{}: {}",
+                "{}: 4:12: {}",
                 file.0.display(),
                 BuildError::Duplicate { id: b2.to_string() }
-            )
+            ),
+            "line 4, column 12: the second server line's address"
         );
-        file.write(&upstream_toml("least_conn", &[b2]));
+        file.write("upstream app {\n    server 10.0.0.1 weight=0;\n}\n");
+        let err = reload::reload(&fx.proxy, &file.0).unwrap_err();
+        assert_eq!(
+            err,
+            format!("{}: 2:21: invalid parameter \"weight=0\"", file.0.display())
+        );
+        file.write(&upstream_block("least_conn;", &[b2]));
         let err = reload::reload(&fx.proxy, &file.0).unwrap_err();
         assert_eq!(
             err,

@@ -1,96 +1,22 @@
 //! The upstream file: which backends, balanced how.
 //!
-//! Until the crate's `upstream::config` module lands this reads a small
-//! TOML or JSON form of an nginx upstream block:
+//! The file is read by the crate's [`upstream::config`]: an nginx
+//! `upstream` block, or the same in TOML or JSON (chosen by extension).
 //!
-//! ```toml
-//! name = "app"
-//! method = "ip_hash"     # round_robin, least_conn, ip_hash, "hash $request_uri consistent"
-//! [[server]]
-//! id = "127.0.0.1:8081"
-//! weight = 2
+//! ```nginx
+//! upstream app {
+//!     ip_hash;
+//!     server 10.0.0.1:8080 weight=2;
+//!     server 10.0.0.2:8080 max_fails=3 fail_timeout=30s;
+//! }
 //! ```
 
-use std::fmt;
 use std::path::Path;
 
-use serde::Deserialize;
-use upstream::{Backend, BackendSet, LeastConn, Policy, RoundRobin};
+use upstream::config::{self, Method};
+use upstream::{BackendSet, LeastConn, Policy, RoundRobin};
 
 use crate::key::KeySpec;
-
-/// nginx's balancing method of an upstream block.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Method {
-    /// No directive: smooth weighted round robin.
-    RoundRobin,
-    /// `least_conn`.
-    LeastConn,
-    /// `ip_hash`.
-    IpHash,
-    /// `hash KEY [consistent]`.
-    Hash {
-        /// The key expression, such as `$request_uri`.
-        key: String,
-        /// `consistent`: the ketama ring instead of the modulo-style hash.
-        consistent: bool,
-    },
-}
-
-impl Method {
-    /// Parses the method as nginx writes it.
-    ///
-    /// # Errors
-    ///
-    /// An unknown method, quoted.
-    pub fn parse(text: &str) -> Result<Method, String> {
-        let words: Vec<&str> = text.split_whitespace().collect();
-        match words.as_slice() {
-            [] | ["round_robin"] => Ok(Method::RoundRobin),
-            ["least_conn"] => Ok(Method::LeastConn),
-            ["ip_hash"] => Ok(Method::IpHash),
-            ["hash", key] => Ok(Method::Hash {
-                key: (*key).to_string(),
-                consistent: false,
-            }),
-            ["hash", key, "consistent"] => Ok(Method::Hash {
-                key: (*key).to_string(),
-                consistent: true,
-            }),
-            _ => Err(format!("unknown balancing method '{text}'")),
-        }
-    }
-
-    /// How requests are keyed under this method.
-    ///
-    /// # Errors
-    ///
-    /// A hash key expression that does not parse.
-    pub fn key_spec(&self) -> Result<KeySpec, String> {
-        match self {
-            Method::RoundRobin | Method::LeastConn => Ok(KeySpec::None),
-            Method::IpHash => Ok(KeySpec::ClientIp),
-            Method::Hash { key, .. } => KeySpec::parse(key),
-        }
-    }
-}
-
-impl fmt::Display for Method {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Method::RoundRobin => f.write_str("round_robin"),
-            Method::LeastConn => f.write_str("least_conn"),
-            Method::IpHash => f.write_str("ip_hash"),
-            Method::Hash { key, consistent } => {
-                write!(
-                    f,
-                    "hash {key}{}",
-                    if *consistent { " consistent" } else { "" }
-                )
-            }
-        }
-    }
-}
 
 /// One upstream block, loaded and validated.
 #[derive(Clone, Debug)]
@@ -103,47 +29,74 @@ pub struct Upstream {
     pub backends: BackendSet,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct File {
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    method: String,
-    server: Vec<Backend>,
-}
-
-/// Reads and validates the upstream file at `path` (`.json`, else TOML).
+/// Reads and validates the upstream file at `path`.
 ///
 /// # Errors
 ///
-/// The file cannot be read, does not parse, or names backends a pool
-/// refuses; the message names the file and the fault.
+/// The file cannot be read, does not parse, or asks for what this proxy
+/// does not do (`sticky`); the message names the file and the fault, on
+/// one line.
 pub fn load(path: &Path) -> Result<Upstream, String> {
-    let at = |e: &dyn fmt::Display| format!("{}: {e}", path.display());
-    let text = std::fs::read_to_string(path).map_err(|e| at(&e))?;
-    let file: File = if path.extension().is_some_and(|e| e == "json") {
-        serde_json::from_str(&text).map_err(|e| at(&e))?
-    } else {
-        toml::from_str(&text).map_err(|e| at(&toml_error(&text, &e)))?
-    };
+    let at = |e: &dyn std::fmt::Display| format!("{}: {}", path.display(), one_line(e));
+    let cfg = config::load_file(path).map_err(|e| at(&e))?;
+    let (name, method, sticky, backends) = cfg.into_parts();
+    if sticky.is_some() {
+        return Err(at(&"the sticky directive is not supported by this proxy"));
+    }
     Ok(Upstream {
-        name: file.name,
-        method: Method::parse(&file.method).map_err(|e| at(&e))?,
-        backends: BackendSet::new(file.server).map_err(|e| at(&e))?,
+        name,
+        method,
+        backends,
     })
 }
 
-/// A TOML error on one line: where, then what.
-fn toml_error(text: &str, e: &toml::de::Error) -> String {
-    let message = e.message().trim();
-    match e.span() {
-        Some(span) => {
-            let before = text.get(..span.start).unwrap_or(text);
-            let line = before.matches('\n').count() + 1;
-            format!("line {line}: {message}")
+/// A message on one line: parser errors can span several, with a caret
+/// under the fault, which a log line should not.
+fn one_line(e: &dyn std::fmt::Display) -> String {
+    let text = e.to_string();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !is_snippet(l))
+        .collect();
+    lines.join(" ")
+}
+
+/// A quoted source line or caret line of a parser message (`3 | text`,
+/// `  |  ^^^`).
+fn is_snippet(line: &str) -> bool {
+    line.trim_start_matches(|c: char| c.is_ascii_digit() || c == ' ')
+        .starts_with('|')
+}
+
+/// The method as nginx writes it.
+pub fn method_text(method: &Method) -> String {
+    match method {
+        Method::RoundRobin => "round robin".into(),
+        Method::LeastConn => "least_conn".into(),
+        Method::IpHash => "ip_hash".into(),
+        Method::Hash { key, consistent } => {
+            format!("hash {key}{}", if *consistent { " consistent" } else { "" })
         }
-        None => message.to_string(),
+        Method::Random { two, least_conn } => format!(
+            "random{}{}",
+            if *two { " two" } else { "" },
+            if *least_conn { " least_conn" } else { "" }
+        ),
+        other => format!("{other:?}"),
+    }
+}
+
+/// How requests are keyed under `method`.
+///
+/// # Errors
+///
+/// A hash key expression that does not parse.
+pub fn key_spec(method: &Method) -> Result<KeySpec, String> {
+    match method {
+        Method::IpHash => Ok(KeySpec::ClientIp),
+        Method::Hash { key, .. } => KeySpec::parse(key),
+        _ => Ok(KeySpec::None),
     }
 }
 

@@ -34,7 +34,9 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use upstream::{Event, LeastConn, Pool, RoundRobin};
 
-use crate::conf::{FromMethod, Method, Upstream};
+use upstream::config::Method;
+
+use crate::conf::{FromMethod, Upstream};
 use crate::server::{Proxy, Settings};
 use crate::trust::TrustList;
 
@@ -114,7 +116,11 @@ async fn run(listen: SocketAddr, path: PathBuf, args: &Args) -> Result<(), Strin
     match &upstream.method {
         Method::RoundRobin => serve_with(RoundRobin, upstream, listen, path, settings).await,
         Method::LeastConn => serve_with(LeastConn, upstream, listen, path, settings).await,
-        other => Err(format!("'{other}' is not available in this build yet")),
+        other => Err(format!(
+            "{}: '{}' is not served by this proxy",
+            path.display(),
+            conf::method_text(other)
+        )),
     }
 }
 
@@ -129,7 +135,7 @@ where
     P: FromMethod,
     P::State: Send,
 {
-    let key = upstream.method.key_spec()?;
+    let key = conf::key_spec(&upstream.method)?;
     let backends = upstream.backends.len();
     let pool = Pool::builder(policy)
         .observer(log_event)
@@ -142,7 +148,7 @@ where
     tracing::info!(
         "listening on {listen}: upstream '{}', {} over {backends} backends, from {}",
         upstream.name,
-        upstream.method,
+        conf::method_text(&upstream.method),
         path.display()
     );
     let watcher = tokio::spawn(reload::watch(

@@ -27,10 +27,10 @@ where
         format!(
             "{}: the balancing method changed to '{}'; that needs a restart",
             path.display(),
-            upstream.method
+            conf::method_text(&upstream.method)
         )
     })?;
-    let key = upstream.method.key_spec()?;
+    let key = conf::key_spec(&upstream.method)?;
     proxy
         .reconfigure(policy, key, upstream.backends)
         .map_err(|e| format!("{}: {e}", path.display()))
