@@ -35,7 +35,7 @@ use hyper::{Request, StatusCode};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
-use upstream::policy::Candidates;
+use upstream::policy::{AnyPolicy, Candidates};
 use upstream::{Backend, BackendSet, BuildError, Key, Policy, Pool, RoundRobin};
 
 use demo_backend::DemoBackend;
@@ -348,7 +348,13 @@ fn upstream_block(method: &str, servers: &[SocketAddr]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_file_is_refused_and_the_old_pool_keeps_serving() {
     within(async {
-        let fx = Fixture::start(RoundRobin, &["b1", "b2"], KeySpec::None, &[]).await;
+        let fx = Fixture::start(
+            AnyPolicy::from(RoundRobin),
+            &["b1", "b2"],
+            KeySpec::None,
+            &[],
+        )
+        .await;
         let file = ScratchFile::new("reload.conf");
         let b2 = fx.backend("b2").addr();
 
@@ -373,12 +379,12 @@ async fn a_bad_file_is_refused_and_the_old_pool_keeps_serving() {
             err,
             format!("{}: 2:21: invalid parameter \"weight=0\"", file.0.display())
         );
-        file.write(&upstream_block("least_conn;", &[b2]));
+        file.write("upstream app {\n    sticky cookie srv;\n    server 10.0.0.1;\n}\n");
         let err = reload::reload(&fx.proxy, &file.0).unwrap_err();
         assert_eq!(
             err,
             format!(
-                "{}: the balancing method changed to 'least_conn'; that needs a restart",
+                "{}: the sticky directive is not supported by this proxy",
                 file.0.display()
             )
         );
@@ -388,6 +394,16 @@ async fn a_bad_file_is_refused_and_the_old_pool_keeps_serving() {
             "nothing swapped"
         );
         assert_eq!(one_round(fx.addr, 4).await, vec!["b2".to_string(); 4]);
+
+        // The method may change with the servers, in the same swap.
+        let b1 = fx.backend("b1").addr();
+        file.write(&upstream_block("least_conn;", &[b1, b2]));
+        reload::reload(&fx.proxy, &file.0).unwrap();
+        let snapshot = fx.proxy.pool().snapshot();
+        assert_eq!(snapshot.policy().name(), "least_conn");
+        assert_eq!(snapshot.generation(), 3);
+        // Ties among idle backends go round robin, as in nginx.
+        assert_eq!(one_round(fx.addr, 2).await, ["b1", "b2"]);
     })
     .await;
 }

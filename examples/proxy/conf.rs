@@ -14,7 +14,8 @@
 use std::path::Path;
 
 use upstream::config::{self, Method};
-use upstream::{BackendSet, LeastConn, Policy, RoundRobin};
+use upstream::policy::AnyPolicy;
+use upstream::BackendSet;
 
 use crate::key::KeySpec;
 
@@ -100,21 +101,12 @@ pub fn key_spec(method: &Method) -> Result<KeySpec, String> {
     }
 }
 
-/// A policy that a [`Method`] selects.
-pub trait FromMethod: Policy + Sized {
-    /// The policy for `method`, or `None` when `method` needs another type
-    /// (a change the running proxy cannot make without a restart).
-    fn from_method(method: &Method) -> Option<Self>;
-}
-
-impl FromMethod for RoundRobin {
-    fn from_method(method: &Method) -> Option<Self> {
-        matches!(method, Method::RoundRobin).then_some(RoundRobin)
-    }
-}
-
-impl FromMethod for LeastConn {
-    fn from_method(method: &Method) -> Option<Self> {
-        matches!(method, Method::LeastConn).then_some(LeastConn)
-    }
+/// The policy for `method`, chosen at runtime so that a reload may change
+/// the method too.
+///
+/// # Errors
+///
+/// A method the crate does not implement.
+pub fn policy_for(method: &Method) -> Result<AnyPolicy, String> {
+    AnyPolicy::for_method(method).map_err(|e| e.to_string())
 }

@@ -34,9 +34,6 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use upstream::{Event, LeastConn, Pool, RoundRobin};
 
-use upstream::config::Method;
-
-use crate::conf::{FromMethod, Upstream};
 use crate::server::{Proxy, Settings};
 use crate::trust::TrustList;
 
@@ -113,28 +110,8 @@ async fn run(listen: SocketAddr, path: PathBuf, args: &Args) -> Result<(), Strin
         response_timeout: args.read_timeout,
     };
     let upstream = conf::load(&path)?;
-    match &upstream.method {
-        Method::RoundRobin => serve_with(RoundRobin, upstream, listen, path, settings).await,
-        Method::LeastConn => serve_with(LeastConn, upstream, listen, path, settings).await,
-        other => Err(format!(
-            "{}: '{}' is not served by this proxy",
-            path.display(),
-            conf::method_text(other)
-        )),
-    }
-}
-
-async fn serve_with<P>(
-    policy: P,
-    upstream: Upstream,
-    listen: SocketAddr,
-    path: PathBuf,
-    settings: Settings,
-) -> Result<(), String>
-where
-    P: FromMethod,
-    P::State: Send,
-{
+    let policy =
+        conf::policy_for(&upstream.method).map_err(|e| format!("{}: {e}", path.display()))?;
     let key = conf::key_spec(&upstream.method)?;
     let backends = upstream.backends.len();
     let pool = Pool::builder(policy)

@@ -8,28 +8,21 @@ use std::time::{Duration, SystemTime};
 
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::conf::{self, FromMethod};
+use upstream::policy::AnyPolicy;
+
+use crate::conf;
 use crate::server::Proxy;
 
 /// Loads `path` and swaps it into `proxy`'s pool.
 ///
 /// # Errors
 ///
-/// The file's error, a method the running policy type cannot take, or the
+/// The file's error, a method the crate does not implement, or the
 /// pool's refusal; the pool is unchanged then.
-pub fn reload<P>(proxy: &Proxy<P>, path: &Path) -> Result<(), String>
-where
-    P: FromMethod,
-    P::State: Send,
-{
+pub fn reload(proxy: &Proxy<AnyPolicy>, path: &Path) -> Result<(), String> {
     let upstream = conf::load(path)?;
-    let policy = P::from_method(&upstream.method).ok_or_else(|| {
-        format!(
-            "{}: the balancing method changed to '{}'; that needs a restart",
-            path.display(),
-            conf::method_text(&upstream.method)
-        )
-    })?;
+    let policy =
+        conf::policy_for(&upstream.method).map_err(|e| format!("{}: {e}", path.display()))?;
     let key = conf::key_spec(&upstream.method)?;
     proxy
         .reconfigure(policy, key, upstream.backends)
@@ -41,11 +34,11 @@ where
 /// # Errors
 ///
 /// The SIGHUP handler cannot be installed.
-pub async fn watch<P>(proxy: Arc<Proxy<P>>, path: PathBuf, every: Duration) -> std::io::Result<()>
-where
-    P: FromMethod,
-    P::State: Send,
-{
+pub async fn watch(
+    proxy: Arc<Proxy<AnyPolicy>>,
+    path: PathBuf,
+    every: Duration,
+) -> std::io::Result<()> {
     let mut hangup = signal(SignalKind::hangup())?;
     let mut seen = stamp(&path);
     let mut tick = tokio::time::interval(every);
