@@ -3,7 +3,9 @@
 use crate::backend::{Backend, BackendSet};
 use crate::config::{Method, UpstreamConfig};
 use crate::error::BuildError;
-use crate::policy::{Candidates, Key, LeastConn, Policy, RoundRobin};
+use crate::policy::{
+    Candidates, Key, LeastConn, NginxRandom, P2c, PeakEwma, Policy, RampMode, Random, RoundRobin,
+};
 use crate::pool::Pool;
 
 /// Defines `AnyPolicy`, its table and its state over a list of policies,
@@ -68,6 +70,12 @@ macro_rules! any_policy {
                 }
             }
 
+            fn ramp_mode(&self) -> RampMode {
+                match self {
+                    $(AnyPolicy::$variant(p) => p.ramp_mode(),)*
+                }
+            }
+
             fn build(&self, tier: &[Backend], prev: Option<&AnyTable>) -> Result<AnyTable, BuildError> {
                 match self {
                     $(AnyPolicy::$variant(p) => {
@@ -103,6 +111,20 @@ any_policy! {
     RoundRobin(RoundRobin),
     /// nginx's `least_conn`.
     LeastConn(LeastConn),
+    /// nginx's `random [two [least_conn]]`.
+    NginxRandom(NginxRandom),
+    /// Weighted random.
+    Random(Random),
+    /// Power of d choices over active requests per weight.
+    P2c(P2c),
+    /// Power of d choices over peak-EWMA latency.
+    PeakEwma(PeakEwma),
+    /// HAProxy's `hash-type map-based`.
+    HaproxyMap(crate::haproxy::HaproxyMap),
+    /// HAProxy's `hash-type consistent`.
+    HaproxyChash(crate::haproxy::HaproxyChash),
+    /// HAProxy's `balance static-rr`.
+    StaticRr(crate::haproxy::StaticRr),
 }
 
 impl From<RoundRobin> for AnyPolicy {
@@ -127,6 +149,9 @@ impl AnyPolicy {
         match method {
             Method::RoundRobin => Ok(RoundRobin.into()),
             Method::LeastConn => Ok(LeastConn.into()),
+            // nginx's `two least_conn` picks exactly as `two` does.
+            Method::Random { two: false, .. } => Ok(AnyPolicy::NginxRandom(NginxRandom::plain())),
+            Method::Random { two: true, .. } => Ok(AnyPolicy::NginxRandom(NginxRandom::two())),
             other => Err(BuildError::Policy {
                 policy: "config",
                 reason: format!("method {other:?} is not available in this build"),
