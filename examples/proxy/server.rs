@@ -12,6 +12,21 @@
 //! sides are upgraded and spliced together, so the session stays on the
 //! backend it was picked for until one side closes, whatever reloads happen
 //! meanwhile.
+//!
+//! # Limitations
+//!
+//! - HTTP/1.1 on both sides, plain TCP: no HTTP/2, no TLS, and backends
+//!   must be `host:port` (a `unix:` socket is reported as a failed attempt).
+//! - A request body is kept for a retry only when it is at most
+//!   [`MAX_REPLAY_BODY`] bytes with a known length; a larger or chunked body
+//!   is streamed to the first backend and never retried.
+//! - Non-idempotent requests get one attempt, even when it failed before a
+//!   byte was sent (nginx would try the next server after a failed
+//!   connect).
+//! - On reload the pool is swapped first and the key expression right
+//!   after, so a request arriving in between is keyed the old way.
+//! - Health is passive only: a dead backend is found by the requests that
+//!   fail on it.
 
 use std::convert::Infallible;
 use std::future::Future;
