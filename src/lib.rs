@@ -53,6 +53,7 @@
 mod backend;
 mod clock;
 pub mod config;
+pub mod envoy;
 mod error;
 pub mod haproxy;
 mod latency;
@@ -77,7 +78,8 @@ pub use live::{Event, Observer};
 pub use panic::AllDown;
 pub use pick::{Outcome, Pick, Request};
 pub use policy::{
-    Key, LeastConn, NginxRandom, P2c, PeakEwma, Policy, RampMode, Random, RoundRobin,
+    IpHash, Ketama, Key, LeastConn, NginxHash, NginxRandom, P2c, PeakEwma, Policy, RampMode,
+    Random, Rendezvous, RoundRobin,
 };
 pub use pool::{Pool, PoolBuilder, Snapshot};
 pub use random::{RandomSource, Sequence, SplitMix64};

@@ -52,19 +52,27 @@ use crate::tried::TriedSet;
 
 mod any;
 mod choices;
+mod hash;
+mod ip_hash;
+mod ketama;
 mod least_conn;
+mod nginx_common;
 mod nginx_random;
 mod peak_ewma;
 mod random;
+mod rendezvous;
 mod round_robin;
 
 pub use any::{AnyPolicy, AnyState, AnyTable};
-
 pub use choices::{P2c, MAX_CHOICES};
+pub use hash::{HashState, HashTable, NginxHash};
+pub use ip_hash::{IpHash, IpHashState, IpHashTable};
+pub use ketama::{Ketama, KetamaState, KetamaTable, MAX_POINTS, POINTS_PER_WEIGHT};
 pub use least_conn::LeastConn;
 pub use nginx_random::{NginxRandom, NginxRandomTable, Tries};
 pub use peak_ewma::PeakEwma;
 pub use random::{Random, RandomTable};
+pub use rendezvous::{Rendezvous, RendezvousTable};
 pub use round_robin::{RoundRobin, RoundRobinTable};
 
 /// A balancing policy: a table built per snapshot, and a pick from it.
@@ -299,6 +307,19 @@ impl<'a> Candidates<'a> {
     #[inline]
     pub fn active(&self, i: usize) -> u32 {
         self.shared.get(i).map_or(0, |s| s.active())
+    }
+
+    /// Active (unreleased) picks over the whole pool, every tier included
+    /// (0 when this tier is empty). Envoy's bounded loads compare a host's
+    /// count with this cluster-wide total.
+    #[inline]
+    pub fn total_active(&self) -> u64 {
+        // Relaxed: a gauge; a stale read shifts one load bound by a request.
+        self.shared.first().map_or(0, |s| {
+            s.pool
+                .total_active
+                .load(std::sync::atomic::Ordering::Relaxed)
+        })
     }
 
     pub(crate) fn live(&self, i: usize) -> &crate::live::Live {
