@@ -33,10 +33,10 @@ use std::time::Duration;
 use hyper::header::HeaderMap;
 use hyper::{Request, StatusCode};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
-use upstream::policy::{AnyPolicy, Candidates};
-use upstream::{Backend, BackendSet, BuildError, Key, Policy, Pool, RoundRobin};
+use upstream::policy::AnyPolicy;
+use upstream::{Backend, BackendSet, BuildError, IpHash, Ketama, Key, Policy, Pool, RoundRobin};
 
 use demo_backend::DemoBackend;
 use demo_client::Session;
@@ -46,37 +46,6 @@ use trust::TrustList;
 
 /// Every test finishes well within this, or fails.
 const DEADLINE: Duration = Duration::from_secs(20);
-
-/// A sticky stand-in for `ip_hash` (client's second and third octets modulo
-/// the number of backends, then the next available one).
-#[derive(Clone)]
-struct ModIp;
-
-impl Policy for ModIp {
-    type Table = ();
-    type State = ();
-
-    fn name(&self) -> &'static str {
-        "mod_ip"
-    }
-
-    fn build(&self, _: &[Backend], _: Option<&()>) -> Result<(), BuildError> {
-        Ok(())
-    }
-
-    fn pick(&self, _: &(), c: &Candidates<'_>, key: Key<'_>, _: &mut ()) -> Option<usize> {
-        let n = c.len();
-        let start = match key {
-            Key::Ip(IpAddr::V4(v4)) => {
-                usize::from(v4.octets()[1]) * 256 + usize::from(v4.octets()[2])
-            }
-            _ => 0,
-        };
-        (0..n)
-            .map(|k| (start + k) % n.max(1))
-            .find(|&i| c.is_available(i))
-    }
-}
 
 struct Fixture<P: Policy> {
     backends: Vec<DemoBackend>,
@@ -105,7 +74,7 @@ where
             response_timeout: Duration::from_secs(5),
         };
         let proxy = Arc::new(Proxy::new(pool, key, settings));
-        let listener = TcpListener::bind(loopback()).await.unwrap();
+        let listener = server::listen(loopback()).unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let shutdown = async move {
@@ -196,7 +165,7 @@ async fn one_round(addr: SocketAddr, n: usize) -> Vec<String> {
 async fn each_client_stays_on_the_backend_the_pool_picks() {
     within(async {
         let fx = Fixture::start(
-            ModIp,
+            IpHash,
             &["b1", "b2", "b3"],
             KeySpec::ClientIp,
             &["127.0.0.0/8"],
@@ -225,10 +194,33 @@ async fn each_client_stays_on_the_backend_the_pool_picks() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hash_key_is_built_from_the_request() {
+    within(async {
+        let key = KeySpec::parse("$request_uri").unwrap();
+        let fx = Fixture::start(Ketama, &["b1", "b2", "b3"], key, &[]).await;
+        let mut session = Session::connect(fx.addr, client(0)).await.unwrap();
+        let mut seen = std::collections::BTreeSet::new();
+        for i in 0..40 {
+            let uri = format!("/item/{i}?v=1");
+            let pick = fx.proxy.pool().pick(Key::from(uri.as_str())).unwrap();
+            let expected = fx.name_of(pick.id());
+            drop(pick);
+            assert_eq!(
+                session.get(&uri).await.unwrap(),
+                (StatusCode::OK, expected.clone())
+            );
+            seen.insert(expected);
+        }
+        assert_eq!(seen.len(), 3, "the keys spread over every backend");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
     within(async {
         let fx = Fixture::start(
-            ModIp,
+            IpHash,
             &["b1", "b2", "b3"],
             KeySpec::ClientIp,
             &["192.0.2.0/24"],
@@ -249,7 +241,7 @@ async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
 async fn only_the_dead_backends_clients_move_and_no_request_fails() {
     within(async {
         let mut fx = Fixture::start(
-            ModIp,
+            IpHash,
             &["b1", "b2", "b3"],
             KeySpec::ClientIp,
             &["127.0.0.1"],
@@ -285,7 +277,7 @@ async fn only_the_dead_backends_clients_move_and_no_request_fails() {
 async fn a_reload_changes_picks_without_failing_a_request_in_flight() {
     within(async {
         let fx = Fixture::start(
-            ModIp,
+            IpHash,
             &["b1", "b2", "b3"],
             KeySpec::ClientIp,
             &["127.0.0.1"],
@@ -300,7 +292,7 @@ async fn a_reload_changes_picks_without_failing_a_request_in_flight() {
         tokio::time::sleep(Duration::from_millis(100)).await;
 
         fx.proxy
-            .reconfigure(ModIp, KeySpec::ClientIp, fx.set_of(&["b3"]))
+            .reconfigure(IpHash, KeySpec::ClientIp, fx.set_of(&["b3"]))
             .unwrap();
         assert_eq!(fx.proxy.pool().snapshot().generation(), 2);
         assert_eq!(one_round(fx.addr, 10).await, vec!["b3".to_string(); 10]);
@@ -436,7 +428,7 @@ async fn a_gateway_error_is_retried_for_idempotent_methods_only() {
 async fn a_websocket_stays_on_its_backend_across_a_reload() {
     within(async {
         let fx = Fixture::start(
-            ModIp,
+            IpHash,
             &["b1", "b2", "b3"],
             KeySpec::ClientIp,
             &["127.0.0.1"],
@@ -477,7 +469,7 @@ async fn a_websocket_stays_on_its_backend_across_a_reload() {
             .filter(|n| *n != home)
             .collect();
         fx.proxy
-            .reconfigure(ModIp, KeySpec::ClientIp, fx.set_of(&others))
+            .reconfigure(IpHash, KeySpec::ClientIp, fx.set_of(&others))
             .unwrap();
         assert_ne!(fx.oracle(ip), home);
         let mut fresh = Session::connect(fx.addr, ip).await.unwrap();

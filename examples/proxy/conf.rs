@@ -103,10 +103,6 @@ pub fn key_spec(method: &Method) -> Result<KeySpec, String> {
 
 /// The policy for `method`, chosen at runtime so that a reload may change
 /// the method too.
-///
-/// # Errors
-///
-/// A method the crate does not implement.
-pub fn policy_for(method: &Method) -> Result<AnyPolicy, String> {
-    AnyPolicy::for_method(method).map_err(|e| e.to_string())
+pub fn policy_for(method: &Method) -> AnyPolicy {
+    AnyPolicy::for_method(method)
 }

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use upstream::{Backend, BackendSet, Event, Policy, Pool};
 
@@ -257,9 +256,8 @@ where
             ..Settings::default()
         };
         let proxy = Arc::new(Proxy::new(pool, key, settings));
-        let listener = TcpListener::bind(loopback())
-            .await
-            .map_err(|e| format!("cannot listen on loopback: {e}"))?;
+        let listener =
+            server::listen(loopback()).map_err(|e| format!("cannot listen on loopback: {e}"))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let (stop, stopped) = oneshot::channel::<()>();
         let shutdown = async move {

@@ -43,7 +43,7 @@ impl DemoBackend {
     ///
     /// The bind error.
     pub async fn start(name: &str, addr: SocketAddr) -> io::Result<DemoBackend> {
-        let listener = TcpListener::bind(addr).await?;
+        let listener = crate::server::listen(addr)?;
         let addr = listener.local_addr()?;
         let name: Arc<str> = name.into();
         let served = Arc::new(AtomicU64::new(0));
@@ -95,7 +95,7 @@ impl DemoBackend {
     /// The bind error.
     pub async fn restart(&mut self) -> io::Result<()> {
         self.stop().await;
-        let listener = TcpListener::bind(self.addr).await?;
+        let listener = crate::server::listen(self.addr)?;
         let (stop, stopped) = watch::channel(false);
         self.stop = stop;
         self.task = Some(tokio::spawn(accept(

@@ -30,9 +30,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
-use upstream::{Event, LeastConn, Pool, RoundRobin};
+use upstream::{Event, IpHash, Ketama, Pool};
 
 use crate::server::{Proxy, Settings};
 use crate::trust::TrustList;
@@ -91,7 +90,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match (&args.listen, &args.upstream) {
             (Some(listen), Some(path)) => run(*listen, path.clone(), &args).await,
-            _ => demo::run_with(RoundRobin, LeastConn, "$remote_addr").await,
+            _ => demo::run_with(IpHash, Ketama, "$remote_addr").await,
         }
     });
     match result {
@@ -110,8 +109,7 @@ async fn run(listen: SocketAddr, path: PathBuf, args: &Args) -> Result<(), Strin
         response_timeout: args.read_timeout,
     };
     let upstream = conf::load(&path)?;
-    let policy =
-        conf::policy_for(&upstream.method).map_err(|e| format!("{}: {e}", path.display()))?;
+    let policy = conf::policy_for(&upstream.method);
     let key = conf::key_spec(&upstream.method)?;
     let backends = upstream.backends.len();
     let pool = Pool::builder(policy)
@@ -119,9 +117,7 @@ async fn run(listen: SocketAddr, path: PathBuf, args: &Args) -> Result<(), Strin
         .build(upstream.backends)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     let proxy = Arc::new(Proxy::new(pool, key, settings));
-    let listener = TcpListener::bind(listen)
-        .await
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let listener = server::listen(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     tracing::info!(
         "listening on {listen}: upstream '{}', {} over {backends} backends, from {}",
         upstream.name,

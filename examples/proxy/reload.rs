@@ -17,12 +17,10 @@ use crate::server::Proxy;
 ///
 /// # Errors
 ///
-/// The file's error, a method the crate does not implement, or the
-/// pool's refusal; the pool is unchanged then.
+/// The file's error or the pool's refusal; the pool is unchanged then.
 pub fn reload(proxy: &Proxy<AnyPolicy>, path: &Path) -> Result<(), String> {
     let upstream = conf::load(path)?;
-    let policy =
-        conf::policy_for(&upstream.method).map_err(|e| format!("{}: {e}", path.display()))?;
+    let policy = conf::policy_for(&upstream.method);
     let key = conf::key_spec(&upstream.method)?;
     proxy
         .reconfigure(policy, key, upstream.backends)

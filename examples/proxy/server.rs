@@ -52,7 +52,7 @@ use hyper::{Method, Request, Response, StatusCode, Version};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use upstream::{BackendSet, BuildError, Key, Pick, Policy, Pool};
@@ -270,6 +270,27 @@ where
         }
         finish_response(resp).map(|body| Tracked::new(body, pick).boxed())
     }
+}
+
+/// Connections that may wait to be accepted. Tokio's `TcpListener::bind`
+/// asks for 128, which a burst of a few hundred clients overflows: the
+/// kernel drops their SYNs and they retry a second later.
+pub const BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with a [`BACKLOG`]-deep accept queue.
+///
+/// # Errors
+///
+/// The socket, bind or listen error.
+pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
 }
 
 /// Accepts connections until `shutdown` resolves, then stops accepting and
