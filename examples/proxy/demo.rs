@@ -67,19 +67,25 @@ where
     let clients: Vec<IpAddr> = (0..CLIENTS).map(client_ip).collect();
 
     let front = Front::start(sticky, KeySpec::ClientIp, three.clone(), &names).await?;
+    let listed = |bs: &[DemoBackend]| {
+        let each: Vec<String> = bs
+            .iter()
+            .map(|b| format!("{} {}", b.name(), b.addr()))
+            .collect();
+        each.join(", ")
+    };
     println!(
-        "upstream demo: a reverse proxy on {} with ip_hash over",
-        front.addr
+        "upstream demo: a reverse proxy on {}, {} over {}",
+        front.addr,
+        front.proxy.pool().snapshot().policy().name(),
+        listed(&backends[..3])
     );
-    for b in &backends[..3] {
-        println!("  {}  {}", b.name(), b.addr());
-    }
     println!(
-        "({} joins later; max_fails=1 fail_timeout={}s). {CLIENTS} clients, {SESSION} requests \
-         each on one keep-alive connection,\nnamed by X-Forwarded-For, which the proxy trusts \
-         from loopback only.\n",
-        backends[3].name(),
-        FAIL_TIMEOUT.as_secs()
+        "(max_fails=1 fail_timeout={}s; {} joins later). {CLIENTS} clients, {SESSION} requests \
+         each\non one keep-alive connection, named by X-Forwarded-For (trusted from loopback \
+         only).\n",
+        FAIL_TIMEOUT.as_secs(),
+        listed(&backends[3..])
     );
 
     // 1. Steady traffic: every client stays where ip_hash put it.
