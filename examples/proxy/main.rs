@@ -110,7 +110,7 @@ async fn run(listen: SocketAddr, path: PathBuf, args: &Args) -> Result<(), Strin
     };
     let upstream = conf::load(&path)?;
     let policy = conf::policy_for(&upstream.method);
-    let key = conf::key_spec(&upstream.method)?;
+    let key = conf::key_spec(&upstream.method).map_err(|e| format!("{}: {e}", path.display()))?;
     let backends = upstream.backends.len();
     let pool = Pool::builder(policy)
         .observer(log_event)
@@ -155,7 +155,10 @@ fn log_event(event: &Event) {
         Event::Swapped {
             generation,
             backends,
-        } => tracing::info!("pool reloaded: generation {generation}, {backends} backends"),
+        } => tracing::info!(
+            "pool reloaded: generation {generation}, {backends} backend{}",
+            if *backends == 1 { "" } else { "s" }
+        ),
         other => tracing::info!("{other:?}"),
     }
 }

@@ -21,7 +21,7 @@ use crate::server::Proxy;
 pub fn reload(proxy: &Proxy<AnyPolicy>, path: &Path) -> Result<(), String> {
     let upstream = conf::load(path)?;
     let policy = conf::policy_for(&upstream.method);
-    let key = conf::key_spec(&upstream.method)?;
+    let key = conf::key_spec(&upstream.method).map_err(|e| format!("{}: {e}", path.display()))?;
     proxy
         .reconfigure(policy, key, upstream.backends)
         .map_err(|e| format!("{}: {e}", path.display()))
