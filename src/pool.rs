@@ -17,7 +17,7 @@ use crate::backend::{Backend, BackendSet, IntoBackendSet};
 use crate::clock::{Clock, MonotonicClock};
 use crate::error::BuildError;
 use crate::latency::LatencyEwma;
-use crate::live::{Event, Observer, PoolShared, Shared};
+use crate::live::{up_since_now, Event, Observer, PoolShared, Shared};
 use crate::panic::AllDown;
 use crate::pick::{self, Pick, Request};
 use crate::policy::{Candidates, Key, Policy};
@@ -612,7 +612,7 @@ impl<P: Policy> Pool<P> {
                 shared
                     .live
                     .up_since
-                    .store(self.shared.clock.now_ms(), Ordering::Relaxed);
+                    .store(up_since_now(&*self.shared.clock), Ordering::Relaxed);
             }
         }
         self.current.store(Arc::new(snap));
