@@ -1,7 +1,6 @@
 //! Adversarial inputs and update sequences, found by a fresh pair of eyes.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use upstream::envoy::{BoundedLoad, Maglev, RingHash};
