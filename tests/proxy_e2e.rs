@@ -3,6 +3,9 @@
 //! the pool's own pick for the client's address, so each assertion is exact.
 
 #[allow(dead_code)]
+#[path = "../examples/proxy/affinity.rs"]
+mod affinity;
+#[allow(dead_code)]
 #[path = "../examples/proxy/conf.rs"]
 mod conf;
 #[allow(dead_code)]
@@ -30,18 +33,24 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::header::HeaderMap;
+use bytes::Bytes;
+use clap::ValueEnum;
+use http_body_util::{BodyExt, Empty};
+use hyper::header::{HeaderMap, COOKIE, HOST, SET_COOKIE};
 use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use md5::{Digest, Md5};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use upstream::policy::AnyPolicy;
 use upstream::{Backend, BackendSet, BuildError, IpHash, Ketama, Key, Policy, Pool, RoundRobin};
 
+use conf::PolicyName;
 use demo_backend::DemoBackend;
 use demo_client::Session;
 use key::{KeyBuf, KeySpec, Part};
-use server::{Proxy, Settings, Stats};
+use server::{Proxy, Rules, Settings, Stats};
 use trust::TrustList;
 
 /// Every test finishes well within this, or fails.
@@ -59,21 +68,22 @@ where
     P::State: Send,
 {
     async fn start(policy: P, names: &[&str], key: KeySpec, trust: &[&str]) -> Fixture<P> {
-        let mut backends = Vec::new();
-        for name in names {
-            backends.push(DemoBackend::start(name, loopback()).await.unwrap());
-        }
+        let backends = start_backends(names).await;
         let set: Vec<Backend> = backends
             .iter()
             .map(|b| Backend::new(b.addr().to_string()))
             .collect();
         let pool = Pool::new(policy, set).unwrap();
+        Fixture::launch(backends, pool, key.into(), trust)
+    }
+
+    fn launch(backends: Vec<DemoBackend>, pool: Pool<P>, rules: Rules, trust: &[&str]) -> Self {
         let settings = Settings {
             trust: TrustList::parse(trust).unwrap(),
             connect_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_secs(5),
         };
-        let proxy = Arc::new(Proxy::new(pool, key, settings));
+        let proxy = Arc::new(Proxy::new(pool, rules, settings));
         let listener = server::listen(loopback()).unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -123,6 +133,40 @@ where
     fn stat(&self, counter: impl Fn(&Stats) -> &std::sync::atomic::AtomicU64) -> u64 {
         Stats::get(counter(self.proxy.stats()))
     }
+}
+
+impl Fixture<AnyPolicy> {
+    /// Backends `names`, and a proxy loaded from an upstream file listing
+    /// them: `directives` first, then one `server` line per backend with
+    /// its `params`; `chosen` as `--policy` gives it.
+    async fn from_file(
+        names: &[&str],
+        directives: &str,
+        params: &[&str],
+        chosen: Option<PolicyName>,
+    ) -> (Fixture<AnyPolicy>, ScratchFile) {
+        let backends = start_backends(names).await;
+        let mut text = format!("upstream app {{\n    {directives}\n");
+        for (i, b) in backends.iter().enumerate() {
+            let params = params.get(i).copied().unwrap_or("");
+            text.push_str(&format!("    server {} {params};\n", b.addr()));
+        }
+        text.push_str("}\n");
+        let file = ScratchFile::new(&format!("{}.conf", names.join("-")));
+        file.write(&text);
+        let upstream = conf::load(&file.0).unwrap();
+        let (policy, rules) = reload::plan(&upstream, &file.0, chosen, None).unwrap();
+        let pool = Pool::new(policy, upstream.backends).unwrap();
+        (Fixture::launch(backends, pool, rules, &[]), file)
+    }
+}
+
+async fn start_backends(names: &[&str]) -> Vec<DemoBackend> {
+    let mut backends = Vec::new();
+    for name in names {
+        backends.push(DemoBackend::start(name, loopback()).await.unwrap());
+    }
+    backends
 }
 
 impl<P: Policy> Drop for Fixture<P> {
@@ -313,8 +357,11 @@ struct ScratchFile(PathBuf);
 
 impl ScratchFile {
     fn new(name: &str) -> ScratchFile {
+        // Tests run in parallel in one process: a number of its own each.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir();
-        ScratchFile(dir.join(format!("upstream-e2e-{}-{name}", std::process::id())))
+        ScratchFile(dir.join(format!("upstream-e2e-{}-{n}-{name}", std::process::id())))
     }
 
     fn write(&self, text: &str) {
@@ -351,11 +398,11 @@ async fn a_bad_file_is_refused_and_the_old_pool_keeps_serving() {
         let b2 = fx.backend("b2").addr();
 
         file.write(&upstream_block("", &[b2]));
-        reload::reload(&fx.proxy, &file.0).unwrap();
+        reload::reload(&fx.proxy, &file.0, None).unwrap();
         assert_eq!(one_round(fx.addr, 4).await, vec!["b2".to_string(); 4]);
 
         file.write(&upstream_block("", &[b2, b2]));
-        let err = reload::reload(&fx.proxy, &file.0).unwrap_err();
+        let err = reload::reload(&fx.proxy, &file.0, None).unwrap_err();
         assert_eq!(
             err,
             format!(
@@ -366,17 +413,19 @@ async fn a_bad_file_is_refused_and_the_old_pool_keeps_serving() {
             "line 4, column 12: the second server line's address"
         );
         file.write("upstream app {\n    server 10.0.0.1 weight=0;\n}\n");
-        let err = reload::reload(&fx.proxy, &file.0).unwrap_err();
+        let err = reload::reload(&fx.proxy, &file.0, None).unwrap_err();
         assert_eq!(
             err,
             format!("{}: 2:21: invalid parameter \"weight=0\"", file.0.display())
         );
-        file.write("upstream app {\n    sticky cookie srv;\n    server 10.0.0.1;\n}\n");
-        let err = reload::reload(&fx.proxy, &file.0).unwrap_err();
+        file.write("upstream app {\n    sticky route $route_cookie;\n    server 10.0.0.1;\n}\n");
+        let err = reload::reload(&fx.proxy, &file.0, None).unwrap_err();
         assert_eq!(
             err,
             format!(
-                "{}: the sticky directive is not supported by this proxy",
+                "{}: sticky route: cannot evaluate '$route_cookie'; this proxy knows \
+                 $cookie_NAME, $arg_NAME, $http_NAME, $uri, $request_uri, $args, $host, \
+                 $remote_addr",
                 file.0.display()
             )
         );
@@ -390,7 +439,7 @@ async fn a_bad_file_is_refused_and_the_old_pool_keeps_serving() {
         // The method may change with the servers, in the same swap.
         let b1 = fx.backend("b1").addr();
         file.write(&upstream_block("least_conn;", &[b1, b2]));
-        reload::reload(&fx.proxy, &file.0).unwrap();
+        reload::reload(&fx.proxy, &file.0, None).unwrap();
         let snapshot = fx.proxy.pool().snapshot();
         assert_eq!(snapshot.policy().name(), "least_conn");
         assert_eq!(snapshot.generation(), 3);
@@ -575,4 +624,308 @@ fn key_expressions_follow_nginx_variables() {
         KeySpec::parse("${uri"),
         Err("'${' without '}' in hash key '${uri'".to_string())
     );
+}
+
+/// One answer as a browser sees it.
+#[derive(Debug, PartialEq, Eq)]
+struct Reply {
+    status: StatusCode,
+    set_cookie: Vec<String>,
+    body: String,
+}
+
+/// `GET path` on a connection of its own, with `cookie` as the `Cookie`
+/// header if given.
+async fn fetch(addr: SocketAddr, path: &str, cookie: Option<&str>) -> Reply {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut req = Request::get(path).header(HOST, addr.to_string());
+    if let Some(cookie) = cookie {
+        req = req.header(COOKIE, cookie);
+    }
+    let resp = sender
+        .send_request(req.body(Empty::<Bytes>::new()).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let set_cookie = resp
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    Reply {
+        status,
+        set_cookie,
+        body: String::from_utf8(body.to_vec()).unwrap(),
+    }
+}
+
+/// nginx's server id of a backend written as `addr`: the hex MD5 of it.
+fn server_id(addr: SocketAddr) -> String {
+    let digest = Md5::digest(addr.to_string().as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+const COOKIE_RULE: &str =
+    "sticky cookie srv_id expires=max domain=.example.com path=/ httponly samesite=lax;";
+
+/// The `Set-Cookie` nginx sends for `COOKIE_RULE` and backend `addr`.
+fn nginx_set_cookie(addr: SocketAddr) -> String {
+    format!(
+        "srv_id={}; expires=Thu, 31-Dec-37 23:55:55 GMT; max-age=315360000; \
+         domain=.example.com; httponly; samesite=lax; path=/",
+        server_id(addr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sticky_cookie_session_keeps_its_backend() {
+    within(async {
+        let (fx, _file) = Fixture::from_file(&["b1", "b2", "b3"], COOKIE_RULE, &[], None).await;
+        let (b1, b2, b3) = (
+            fx.backend("b1").addr(),
+            fx.backend("b2").addr(),
+            fx.backend("b3").addr(),
+        );
+        assert_eq!(fx.proxy.pool().snapshot().policy().name(), "round_robin");
+
+        // No cookie: balanced (round robin starts at b1), and bound there.
+        let first = fetch(fx.addr, "/", None).await;
+        let expected = |body: &str, addr| Reply {
+            status: StatusCode::OK,
+            set_cookie: vec![nginx_set_cookie(addr)],
+            body: body.to_string(),
+        };
+        assert_eq!(first, expected("b1", b1));
+
+        // The cookie brings the session back to b1 every time, and nginx
+        // refreshes it on every answer.
+        let cookie = format!("theme=dark; srv_id={}", server_id(b1));
+        for _ in 0..5 {
+            assert_eq!(fetch(fx.addr, "/", Some(&cookie)).await, expected("b1", b1));
+        }
+
+        // Another client without a cookie gets a new one, for the backend
+        // the policy picks next; its own session then stays there.
+        let second = fetch(fx.addr, "/", None).await;
+        assert_eq!(second, expected("b2", b2));
+        let cookie2 = format!("srv_id={}", server_id(b2));
+        assert_eq!(
+            fetch(fx.addr, "/", Some(&cookie2)).await,
+            expected("b2", b2)
+        );
+
+        // A tampered or unknown id is not trusted: rebalanced, reissued.
+        let mut tampered = server_id(b1);
+        tampered.replace_range(31.., "x");
+        let tampered = format!("srv_id={tampered}");
+        assert_eq!(
+            fetch(fx.addr, "/", Some(&tampered)).await,
+            expected("b3", b3)
+        );
+        let unknown = "srv_id=10.0.0.1:80";
+        assert_eq!(fetch(fx.addr, "/", Some(unknown)).await, expected("b1", b1));
+
+        assert_eq!(fx.stat(|s| &s.sticky_broken), 2);
+        assert_eq!(fx.stat(|s| &s.retries), 0);
+        assert_eq!(fx.stat(|s| &s.requests), 10);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_sticky_backend_is_replaced_and_the_cookie_rewritten() {
+    within(async {
+        let (mut fx, _file) = Fixture::from_file(&["b1", "b2", "b3"], COOKIE_RULE, &[], None).await;
+        let (b1, b2) = (fx.backend("b1").addr(), fx.backend("b2").addr());
+        let cookie = format!("srv_id={}", server_id(b1));
+        assert_eq!(fetch(fx.addr, "/", Some(&cookie)).await.body, "b1");
+
+        fx.backends[0].stop().await;
+        // The connect to b1 fails; the retry goes through the sticky layer,
+        // which finds b1 tried, balances, and rebinds the session.
+        let moved = fetch(fx.addr, "/", Some(&cookie)).await;
+        assert_eq!(
+            moved,
+            Reply {
+                status: StatusCode::OK,
+                set_cookie: vec![nginx_set_cookie(b2)],
+                body: "b2".to_string(),
+            }
+        );
+        assert_eq!(fx.stat(|s| &s.retries), 1);
+        assert_eq!(fx.stat(|s| &s.sticky_broken), 1);
+        assert_eq!(fx.stat(|s| &s.failed), 0);
+
+        // The rewritten cookie holds.
+        let cookie = format!("srv_id={}", server_id(b2));
+        for _ in 0..3 {
+            assert_eq!(fetch(fx.addr, "/", Some(&cookie)).await.body, "b2");
+        }
+        assert_eq!(fx.stat(|s| &s.retries), 1);
+        assert_eq!(fx.stat(|s| &s.sticky_broken), 1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sticky_route_follows_the_first_variable_set() {
+    within(async {
+        let (fx, _file) = Fixture::from_file(
+            &["b1", "b2", "b3"],
+            "sticky route $arg_route $cookie_route;",
+            &["route=a", "route=b", "route=c"],
+            None,
+        )
+        .await;
+        let body = |path: &'static str, cookie: Option<&'static str>| {
+            let addr = fx.addr;
+            async move {
+                let reply = fetch(addr, path, cookie).await;
+                assert_eq!(reply.status, StatusCode::OK);
+                assert_eq!(
+                    reply.set_cookie,
+                    Vec::<String>::new(),
+                    "route sets no cookie"
+                );
+                reply.body
+            }
+        };
+        assert_eq!(body("/?route=c", None).await, "b3");
+        assert_eq!(body("/", Some("route=b")).await, "b2");
+        assert_eq!(
+            body("/?route=a", Some("route=b")).await,
+            "b1",
+            "first set wins"
+        );
+        assert_eq!(fx.stat(|s| &s.sticky_broken), 0);
+        // No route, or an unknown one: round robin.
+        assert_eq!(body("/", None).await, "b1");
+        assert_eq!(body("/?route=zz", None).await, "b2");
+        assert_eq!(fx.stat(|s| &s.sticky_broken), 1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sticky_learn_binds_the_apps_session_and_survives_a_reload() {
+    within(async {
+        let rule = "sticky learn create=$upstream_cookie_sid lookup=$cookie_sid \
+                    zone=client_sessions:1m;";
+        let (fx, file) = Fixture::from_file(&["b1", "b2", "b3"], rule, &[], None).await;
+        let store = |fx: &Fixture<AnyPolicy>| {
+            let rules = fx.proxy.rules();
+            let layer = rules.sticky.as_ref().unwrap().layer();
+            Arc::clone(layer.store().unwrap())
+        };
+
+        // The application logs the client in on b2 and sets its cookie.
+        assert_eq!(fetch(fx.addr, "/", None).await.body, "b1");
+        let login = fetch(fx.addr, "/?sid=u42", None).await;
+        assert_eq!(
+            (login.body.as_str(), login.set_cookie),
+            ("b2", vec!["sid=u42; path=/".to_string()])
+        );
+        let b2 = fx.backend("b2").addr().to_string();
+        let now = fx.proxy.pool().snapshot().now_ms();
+        assert_eq!(
+            store(&fx).lookup("u42", now, 600_000).as_deref(),
+            Some(server_id(fx.backend("b2").addr()).as_str()),
+            "bound to {b2}"
+        );
+        for _ in 0..4 {
+            assert_eq!(fetch(fx.addr, "/", Some("sid=u42")).await.body, "b2");
+        }
+
+        // The same directive after a reload: the same table, the session holds.
+        let before = store(&fx);
+        reload::reload(&fx.proxy, &file.0, None).unwrap();
+        assert!(Arc::ptr_eq(&before, &store(&fx)));
+        assert_eq!(fetch(fx.addr, "/", Some("sid=u42")).await.body, "b2");
+
+        // A changed directive starts a new table.
+        let text = std::fs::read_to_string(&file.0).unwrap();
+        file.write(&text.replace(
+            "zone=client_sessions:1m;",
+            "zone=client_sessions:1m timeout=1h;",
+        ));
+        reload::reload(&fx.proxy, &file.0, None).unwrap();
+        let fresh = store(&fx);
+        assert!(!Arc::ptr_eq(&before, &fresh));
+        assert_eq!(fresh.len(), 0);
+        assert_eq!(fx.stat(|s| &s.sticky_broken), 0);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_p2c_sends_new_requests_to_the_idle_backend() {
+    within(async {
+        let chosen = PolicyName::from_str("p2c", false).unwrap();
+        let (fx, _file) = Fixture::from_file(&["b1", "b2"], "least_conn;", &[], Some(chosen)).await;
+        assert_eq!(fx.proxy.pool().snapshot().policy().name(), "p2c");
+
+        // One slow request holds a backend.
+        let addr = fx.addr;
+        let slow = tokio::spawn(async move { fetch(addr, "/?delay_ms=1500", None).await });
+        let served = || {
+            fx.backends
+                .iter()
+                .map(DemoBackend::served)
+                .collect::<Vec<_>>()
+        };
+        while served().iter().sum::<u64>() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let busy = if served() == [1, 0] { "b1" } else { "b2" };
+        let idle = if busy == "b1" { "b2" } else { "b1" };
+
+        // With two backends P2C compares both: the idle one wins each time.
+        for _ in 0..8 {
+            assert_eq!(fetch(fx.addr, "/", None).await.body, idle);
+        }
+        assert_eq!(fx.backend(busy).served(), 1);
+        assert_eq!(slow.await.unwrap().body, busy);
+    })
+    .await;
+}
+
+#[test]
+fn policy_names_map_to_the_crates_policies() {
+    let names = [
+        ("round_robin", "round_robin"),
+        ("least_conn", "least_conn"),
+        ("ip_hash", "ip_hash"),
+        ("random", "random"),
+        ("p2c", "p2c"),
+        ("peak_ewma", "peak_ewma"),
+        ("maglev", "maglev"),
+        ("ring_hash", "ring_hash"),
+        ("rendezvous", "rendezvous"),
+    ];
+    for (flag, policy) in names {
+        let chosen = PolicyName::from_str(flag, false).unwrap();
+        assert_eq!(chosen.policy().name(), policy, "--policy {flag}");
+    }
+    assert!(PolicyName::from_str("two", false).is_err());
+
+    let hash = upstream::config::Method::Hash {
+        key: "$request_uri".into(),
+        consistent: true,
+    };
+    let method = upstream::config::Method::LeastConn;
+    let key = |m, c| conf::key_spec(m, c).unwrap();
+    assert_eq!(
+        key(&hash, Some(PolicyName::Maglev)),
+        KeySpec::Template(vec![Part::RequestUri])
+    );
+    assert_eq!(key(&method, Some(PolicyName::Maglev)), KeySpec::ClientIp);
+    assert_eq!(key(&hash, Some(PolicyName::IpHash)), KeySpec::ClientIp);
+    assert_eq!(key(&hash, Some(PolicyName::P2c)), KeySpec::None);
+    assert_eq!(key(&hash, None), KeySpec::Template(vec![Part::RequestUri]));
 }

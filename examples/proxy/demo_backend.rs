@@ -3,6 +3,7 @@
 //! and every open connection closed at once) and started again.
 //!
 //! Routes: `/status/CODE` answers that status; `?delay_ms=N` waits first;
+//! `?sid=ID` sets the cookie `sid=ID`, as an application's login would;
 //! an `Upgrade` request gets a `101` and then a line-echo tunnel that
 //! starts with the backend's name and prefixes every echoed line with it.
 //! Anything else gets `200` and the name.
@@ -17,7 +18,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONNECTION, UPGRADE};
+use hyper::header::{HeaderValue, CONNECTION, SET_COOKIE, UPGRADE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
@@ -175,6 +176,10 @@ async fn answer(
         .unwrap_or(StatusCode::OK);
     let mut resp = Response::new(Full::new(Bytes::from(name.to_string())));
     *resp.status_mut() = code;
+    let session = query_value(&req, "sid").map(|id| format!("sid={id}; path=/"));
+    if let Some(cookie) = session.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        resp.headers_mut().insert(SET_COOKIE, cookie);
+    }
     Ok(resp)
 }
 
@@ -204,10 +209,14 @@ async fn echo(
 }
 
 fn query_number<B>(req: &Request<B>, name: &str) -> Option<u64> {
+    query_value(req, name)?.parse().ok()
+}
+
+fn query_value<'r, B>(req: &'r Request<B>, name: &str) -> Option<&'r str> {
     req.uri()
         .query()?
         .split('&')
         .filter_map(|pair| pair.split_once('='))
         .find(|(k, _)| *k == name)
-        .and_then(|(_, v)| v.parse().ok())
+        .map(|(_, v)| v)
 }

@@ -8,11 +8,20 @@
 //! cargo run --release --example proxy
 //! cargo run --release --example proxy -- --listen 0.0.0.0:8080 --upstream app.toml \
 //!     --trust-proxy 10.0.0.0/8
+//! cargo run --release --example proxy -- --listen 127.0.0.1:8080 --upstream app.conf \
+//!     --policy p2c
 //! ```
 //!
+//! The upstream file's method balances requests unless `--policy` names
+//! another (`p2c`, `peak_ewma`, `maglev`...: policies nginx has no
+//! directive for). Its `sticky` directive (`cookie`, `route` or `learn`)
+//! keeps sessions on their backend, over whichever policy.
+//!
 //! The serving code is in `server.rs`, generic over the balancing policy;
-//! `reload.rs` swaps the pool when the file changes or on SIGHUP.
+//! `affinity.rs` applies the sticky directive; `reload.rs` swaps the pool
+//! when the file changes or on SIGHUP.
 
+mod affinity;
 mod conf;
 mod demo;
 mod demo_backend;
@@ -33,12 +42,17 @@ use clap::Parser;
 use tokio::signal::unix::{signal, SignalKind};
 use upstream::{Event, IpHash, Ketama, Pool};
 
+use crate::conf::PolicyName;
 use crate::server::{Proxy, Settings};
 use crate::trust::TrustList;
 
 /// An HTTP/1.1 reverse proxy balancing with the `upstream` crate.
 ///
 /// Without --listen and --upstream it runs the self-contained demo.
+///
+/// The upstream file is an nginx `upstream` block (or the same in TOML or
+/// JSON). Its `sticky cookie`, `sticky route` and `sticky learn` directives
+/// are applied over whichever policy balances.
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
@@ -48,6 +62,11 @@ struct Args {
     /// The upstream file; reloaded when it changes or on SIGHUP.
     #[arg(long, value_name = "FILE", requires = "listen")]
     upstream: Option<PathBuf>,
+    /// Balance with this policy instead of the file's method (also after
+    /// reloads). Hash policies key by the file's `hash` key if it has one,
+    /// else by the client address.
+    #[arg(long, value_name = "NAME", requires = "upstream")]
+    policy: Option<PolicyName>,
     /// Believe X-Forwarded-For from peers in this network (repeatable).
     #[arg(long = "trust-proxy", value_name = "CIDR")]
     trust_proxy: Vec<String>,
@@ -109,24 +128,29 @@ async fn run(listen: SocketAddr, path: PathBuf, args: &Args) -> Result<(), Strin
         response_timeout: args.read_timeout,
     };
     let upstream = conf::load(&path)?;
-    let policy = conf::policy_for(&upstream.method);
-    let key = conf::key_spec(&upstream.method).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (policy, rules) = reload::plan(&upstream, &path, args.policy, None)?;
+    let balancing = conf::policy_text(&upstream.method, args.policy);
+    let sticky = rules
+        .sticky
+        .as_ref()
+        .map_or(String::new(), |rule| format!(", {}", rule.describe()));
     let backends = upstream.backends.len();
     let pool = Pool::builder(policy)
         .observer(log_event)
         .build(upstream.backends)
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    let proxy = Arc::new(Proxy::new(pool, key, settings));
+    let proxy = Arc::new(Proxy::new(pool, rules, settings));
     let listener = server::listen(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     tracing::info!(
-        "listening on {listen}: upstream '{}', {} over {backends} backends, from {}",
+        "listening on {listen}: upstream '{}', {balancing}{sticky} over {backends} backends, \
+         from {}",
         upstream.name,
-        conf::method_text(&upstream.method),
         path.display()
     );
     let watcher = tokio::spawn(reload::watch(
         Arc::clone(&proxy),
         path,
+        args.policy,
         Duration::from_secs(1),
     ));
     server::serve(listener, proxy, stop_signal(), Duration::from_secs(10)).await;

@@ -1,12 +1,20 @@
 //! The proxy core: HTTP/1.1 in, HTTP/1.1 out, one pool picking the backend.
 //!
 //! Everything here is generic over the [`Policy`], so the same serving code
-//! runs `ip_hash`, `hash ... consistent`, round robin or a policy of your
-//! own. Per request the proxy works out the client (the socket peer, or
+//! runs `ip_hash`, `hash ... consistent`, round robin, P2C or a policy of
+//! your own. Per request the proxy works out the client (the socket peer, or
 //! `X-Forwarded-For` from a trusted peer), turns it into a key, and walks
 //! [`Pool::request`]: each attempt that cannot connect, times out or gets a
 //! 502/504 is reported as a failure and, for idempotent methods, retried on
-//! the next candidate. Everything else is reported as a success.
+//! the next candidate. Everything else is reported as a success. Every
+//! outcome carries the time the backend took to answer with its headers,
+//! which latency-aware policies (peak EWMA) balance by.
+//!
+//! With a `sticky` rule ([`StickyRule`]) each attempt is picked by the
+//! crate's sticky layer instead: the request's cookie, route or session
+//! first, the policy otherwise. A retry after a failure goes through the
+//! same layer, so the session is rebound to the backend that answers, and a
+//! `sticky cookie` response carries the `Set-Cookie` that says so.
 //!
 //! `Upgrade` requests (WebSocket) go through the same pick; on a `101` both
 //! sides are upgraded and spliced together, so the session stays on the
@@ -23,8 +31,9 @@
 //! - Non-idempotent requests get one attempt, even when it failed before a
 //!   byte was sent (nginx would try the next server after a failed
 //!   connect).
-//! - On reload the pool is swapped first and the key expression right
-//!   after, so a request arriving in between is keyed the old way.
+//! - On reload the pool is swapped first and the key expression and sticky
+//!   rule right after, so a request arriving in between is keyed the old
+//!   way.
 //! - Health is passive only: a dead backend is found by the requests that
 //!   fail on it.
 
@@ -35,14 +44,14 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Body as _, Frame, Incoming, SizeHint};
-use hyper::header::{HeaderMap, HeaderValue, CONNECTION, UPGRADE};
+use hyper::header::{HeaderMap, HeaderValue, CONNECTION, SET_COOKIE, UPGRADE};
 use hyper::http::request::Parts;
 use hyper::http::uri::{Scheme, Uri};
 use hyper::server::conn::http1;
@@ -55,8 +64,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use upstream::{BackendSet, BuildError, Key, Pick, Policy, Pool};
+use upstream::sticky::Affinity;
+use upstream::{BackendSet, BuildError, Key, Outcome, Pick, Policy, Pool};
 
+use crate::affinity::StickyRule;
 use crate::key::KeySpec;
 use crate::trust::{TrustList, FORWARDED_FOR};
 
@@ -79,6 +90,9 @@ pub struct Stats {
     pub failed: AtomicU64,
     /// Upgraded connections spliced to a backend.
     pub upgrades: AtomicU64,
+    /// Attempts whose sticky backend could not take them (unknown, down,
+    /// or already tried), so that the session was rebound.
+    pub sticky_broken: AtomicU64,
 }
 
 impl Stats {
@@ -115,10 +129,26 @@ impl Default for Settings {
     }
 }
 
+/// How requests are matched to backends, besides the policy: the key and
+/// the sticky rule. Swapped as one on reload.
+#[derive(Debug, Default)]
+pub struct Rules {
+    /// How a request becomes the policy's key.
+    pub key: KeySpec,
+    /// The `sticky` directive, if the file has one.
+    pub sticky: Option<StickyRule>,
+}
+
+impl From<KeySpec> for Rules {
+    fn from(key: KeySpec) -> Rules {
+        Rules { key, sticky: None }
+    }
+}
+
 /// A reverse proxy in front of one pool.
 pub struct Proxy<P: Policy> {
     pool: Pool<P>,
-    key: ArcSwap<KeySpec>,
+    rules: ArcSwap<Rules>,
     trust: TrustList,
     client: Client<HttpConnector, Body>,
     response_timeout: Duration,
@@ -129,20 +159,25 @@ impl<P: Policy> Proxy<P>
 where
     P::State: Send,
 {
-    /// A proxy picking from `pool`, keying requests by `key`.
+    /// A proxy picking from `pool` by `rules` (a [`KeySpec`] alone, or
+    /// [`Rules`] with a sticky rule).
     ///
     /// Call from inside a Tokio runtime: the backend client spawns its
     /// connection tasks there.
-    pub fn new(pool: Pool<P>, key: KeySpec, settings: Settings) -> Proxy<P> {
+    pub fn new(pool: Pool<P>, rules: impl Into<Rules>, settings: Settings) -> Proxy<P> {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(settings.connect_timeout));
         connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .build(connector);
+        let rules = rules.into();
+        if let Some(sticky) = &rules.sticky {
+            sticky.layer().prepare(&pool.snapshot());
+        }
         Proxy {
             pool,
-            key: ArcSwap::from_pointee(key),
+            rules: ArcSwap::from_pointee(rules),
             trust: settings.trust,
             client,
             response_timeout: settings.response_timeout,
@@ -160,15 +195,29 @@ where
         &self.stats
     }
 
-    /// Swaps in a new policy, key and backend set. Requests in flight finish
-    /// on the snapshot they started on; new requests see the new one.
+    /// The key and sticky rule in force.
+    pub fn rules(&self) -> Arc<Rules> {
+        self.rules.load_full()
+    }
+
+    /// Swaps in a new policy, rules and backend set. Requests in flight
+    /// finish on the snapshot they started on; new requests see the new one.
     ///
     /// # Errors
     ///
     /// The pool's [`BuildError`]; nothing changes then.
-    pub fn reconfigure(&self, policy: P, key: KeySpec, set: BackendSet) -> Result<(), BuildError> {
+    pub fn reconfigure(
+        &self,
+        policy: P,
+        rules: impl Into<Rules>,
+        set: BackendSet,
+    ) -> Result<(), BuildError> {
+        let rules = rules.into();
         self.pool.reconfigure(policy, set)?;
-        self.key.store(Arc::new(key));
+        if let Some(sticky) = &rules.sticky {
+            sticky.layer().prepare(&self.pool.snapshot());
+        }
+        self.rules.store(Arc::new(rules));
         Ok(())
     }
 
@@ -184,9 +233,16 @@ where
     ) -> Result<Response<Body>, Infallible> {
         Stats::bump(&self.stats.requests);
         let client = self.trust.client_ip(peer.ip(), req.headers());
-        let key = self.key.load().eval(&req, client);
+        let rules = self.rules.load_full();
+        let key = rules.key.eval(&req, client);
+        let sticky = rules.sticky.as_ref().map(|rule| Sticky {
+            rule,
+            input: rule.input(&req, client),
+        });
         let upgrade = is_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
-        Ok(self.forward(req, peer.ip(), key.as_key(), upgrade).await)
+        Ok(self
+            .forward(req, peer.ip(), key.as_key(), sticky, upgrade)
+            .await)
     }
 
     async fn forward(
@@ -194,6 +250,7 @@ where
         req: Request<Incoming>,
         peer: IpAddr,
         key: Key<'_>,
+        sticky: Option<Sticky<'_>>,
         upgrade: Option<OnUpgrade>,
     ) -> Response<Body> {
         let (mut parts, body) = req.into_parts();
@@ -207,7 +264,7 @@ where
         let mut last = StatusCode::BAD_GATEWAY;
         let mut last_response = None;
         let mut tried = 0u32;
-        while let Some(pick) = attempts.next() {
+        while let Some(Attempt { pick, set_cookie }) = self.next_attempt(&mut attempts, &sticky) {
             // A streamed body went out with the first attempt: no retry.
             let Some(out_body) = body.take() else {
                 break;
@@ -220,14 +277,25 @@ where
                 pick.failure();
                 continue;
             };
-            match self.send(out).await {
+            let started = Instant::now();
+            let sent = self.send(out).await;
+            let latency = started.elapsed();
+            match sent {
                 Ok(resp) if is_gateway_failure(resp.status()) => {
-                    pick.failure();
+                    pick.report(Outcome::Failure, Some(latency));
                     last_response = Some(resp);
                 }
-                Ok(resp) => return self.answer(resp, pick, upgrade),
+                Ok(mut resp) => {
+                    if let Some(sticky) = &sticky {
+                        sticky.learn(attempts.snapshot(), resp.headers(), &pick);
+                    }
+                    if let Some(cookie) = set_cookie {
+                        resp.headers_mut().append(SET_COOKIE, cookie);
+                    }
+                    return self.answer(resp, pick, latency, upgrade);
+                }
                 Err(code) => {
-                    pick.failure();
+                    pick.report(Outcome::Failure, Some(latency));
                     last = code;
                     last_response = None;
                 }
@@ -245,6 +313,33 @@ where
         }
     }
 
+    /// The next attempt's backend: the sticky layer's pick if there is a
+    /// rule, the policy's otherwise.
+    fn next_attempt(
+        &self,
+        attempts: &mut upstream::Request<'_, P>,
+        sticky: &Option<Sticky<'_>>,
+    ) -> Option<Attempt> {
+        let Some(sticky) = sticky else {
+            return attempts.next().map(|pick| Attempt {
+                pick,
+                set_cookie: None,
+            });
+        };
+        let layer = sticky.rule.layer();
+        let chosen = layer.pick(attempts, sticky.input.as_deref())?;
+        if matches!(chosen.affinity(), Affinity::Broken(_)) {
+            Stats::bump(&self.stats.sticky_broken);
+        }
+        let set_cookie = layer
+            .set_cookie(attempts.snapshot(), &chosen)
+            .and_then(|cookie| HeaderValue::from_str(&cookie).ok());
+        Some(Attempt {
+            pick: chosen.into_pick(),
+            set_cookie,
+        })
+    }
+
     async fn send(&self, req: Request<Body>) -> Result<Response<Incoming>, StatusCode> {
         match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
             Ok(Ok(resp)) => Ok(resp),
@@ -259,17 +354,42 @@ where
         &self,
         mut resp: Response<Incoming>,
         pick: Pick,
+        latency: Duration,
         upgrade: Option<OnUpgrade>,
     ) -> Response<Body> {
         if let (StatusCode::SWITCHING_PROTOCOLS, Some(client_side)) = (resp.status(), upgrade) {
             Stats::bump(&self.stats.upgrades);
             let backend_side = hyper::upgrade::on(&mut resp);
-            tokio::spawn(splice(client_side, backend_side, pick));
+            tokio::spawn(splice(client_side, backend_side, pick, latency));
             let (parts, _) = resp.into_parts();
             return Response::from_parts(parts, empty());
         }
-        finish_response(resp).map(|body| Tracked::new(body, pick).boxed())
+        finish_response(resp).map(|body| Tracked::new(body, pick, latency).boxed())
     }
+}
+
+/// A request's sticky rule and the value it carries for it.
+struct Sticky<'r> {
+    rule: &'r StickyRule,
+    input: Option<String>,
+}
+
+impl Sticky<'_> {
+    /// Learns the session a response creates (`sticky learn`).
+    fn learn<P: Policy>(&self, snapshot: &upstream::Snapshot<P>, headers: &HeaderMap, pick: &Pick) {
+        let Some(session) = self.rule.created_session(headers) else {
+            return;
+        };
+        if let Err(e) = self.rule.layer().learn_session(snapshot, session, pick) {
+            tracing::warn!("session not learned: {e}");
+        }
+    }
+}
+
+/// One attempt's backend, and the `Set-Cookie` its answer carries.
+struct Attempt {
+    pick: Pick,
+    set_cookie: Option<HeaderValue>,
 }
 
 /// Connections that may wait to be accepted. Tokio's `TcpListener::bind`
@@ -352,14 +472,14 @@ async fn connection<P>(
     let _ = conn.await;
 }
 
-async fn splice(client: OnUpgrade, backend: OnUpgrade, pick: Pick) {
+async fn splice(client: OnUpgrade, backend: OnUpgrade, pick: Pick, latency: Duration) {
     let (Ok(client), Ok(backend)) = tokio::join!(client, backend) else {
         return;
     };
     let mut client = TokioIo::new(client);
     let mut backend = TokioIo::new(backend);
     let _ = tokio::io::copy_bidirectional(&mut client, &mut backend).await;
-    pick.success();
+    pick.report(Outcome::Success, Some(latency));
 }
 
 /// The methods nginx retries on another backend once the request was sent.
@@ -512,16 +632,19 @@ impl Replay {
 /// A backend's response body that holds its pick until it is done: the
 /// backend counts one active connection meanwhile, an error while reading
 /// counts against it, and the end (or the client leaving) is a success.
+/// Either is reported with the time the headers took.
 struct Tracked {
     inner: Incoming,
     pick: Option<Pick>,
+    latency: Duration,
 }
 
 impl Tracked {
-    fn new(inner: Incoming, pick: Pick) -> Tracked {
+    fn new(inner: Incoming, pick: Pick, latency: Duration) -> Tracked {
         Tracked {
             inner,
             pick: Some(pick),
+            latency,
         }
     }
 }
@@ -537,7 +660,7 @@ impl hyper::body::Body for Tracked {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if let Poll::Ready(Some(Err(_))) = &polled {
             if let Some(pick) = self.pick.take() {
-                pick.failure();
+                pick.report(Outcome::Failure, Some(self.latency));
             }
         }
         polled
@@ -555,7 +678,7 @@ impl hyper::body::Body for Tracked {
 impl Drop for Tracked {
     fn drop(&mut self) {
         if let Some(pick) = self.pick.take() {
-            pick.success();
+            pick.report(Outcome::Success, Some(self.latency));
         }
     }
 }
