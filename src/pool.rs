@@ -17,7 +17,7 @@ use crate::backend::{Backend, BackendSet, IntoBackendSet};
 use crate::clock::{Clock, MonotonicClock};
 use crate::error::BuildError;
 use crate::latency::LatencyEwma;
-use crate::live::{Event, Observer, PoolShared, Shared};
+use crate::live::{up_since_now, Event, Observer, PoolShared, Shared};
 use crate::panic::AllDown;
 use crate::pick::{self, Pick, Request};
 use crate::policy::{Candidates, Key, Policy};
@@ -196,6 +196,7 @@ impl<P: Policy> Snapshot<P> {
         policy: P,
         set: &BackendSet,
         prev: Option<&Snapshot<P>>,
+        retired: &Retired,
         pool: &Arc<PoolShared>,
         generation: u64,
     ) -> Result<Self, BuildError> {
@@ -221,7 +222,10 @@ impl<P: Policy> Snapshot<P> {
             .iter()
             .map(|b| match old.get(b.id.as_str()) {
                 Some(s) => Arc::clone(s),
-                None => Shared::new(b, pool),
+                None => retired
+                    .get(b.id.as_str())
+                    .and_then(Weak::upgrade)
+                    .unwrap_or_else(|| Shared::new(b, pool)),
             })
             .collect();
         let specs: Box<[Backend]> = ordered.into_iter().cloned().collect();
@@ -276,6 +280,9 @@ fn sticky_server_id(b: &Backend) -> Box<str> {
         .into_boxed_str()
 }
 
+/// Live state of removed backends, kept while picks on them are held.
+type Retired = ahash::AHashMap<Box<str>, Weak<Shared>>;
+
 /// A pool of backends shared across threads, balanced by policy `P`.
 ///
 /// # Examples
@@ -300,12 +307,11 @@ pub struct Pool<P: Policy> {
     current: ArcSwap<Snapshot<P>>,
     /// Serializes writers and holds the set as configured (config order).
     writer: Mutex<BackendSet>,
+    /// Removed backends, by identity, while a pick on them is still held.
+    /// Locked under `writer` by swaps, and alone by `total_active`.
+    retired: Mutex<Retired>,
     shared: Arc<PoolShared>,
     generation: AtomicU64,
-    /// Live state of backends that swaps removed, while picks or old
-    /// snapshots still hold it: `total_active` counts it for policies
-    /// that do not keep the pool-wide count.
-    retired: Mutex<Vec<Weak<Shared>>>,
 }
 
 /// Builds a [`Pool`] with a chosen clock and observer.
@@ -416,7 +422,7 @@ impl<P: Policy> PoolBuilder<P> {
             total_active: AtomicU64::new(0),
             observer: self.observer,
         });
-        let snap = Snapshot::build(self.policy, &set, None, &shared, 1)?;
+        let snap = Snapshot::build(self.policy, &set, None, &Retired::default(), &shared, 1)?;
         for backend in snap.shared.iter() {
             // Relaxed: published with the snapshot by the pool's creation.
             // The first build's backends are warm: slow start skips them.
@@ -425,9 +431,9 @@ impl<P: Policy> PoolBuilder<P> {
         Ok(Pool {
             current: ArcSwap::from_pointee(snap),
             writer: Mutex::new(set),
+            retired: Mutex::new(Retired::default()),
             shared,
             generation: AtomicU64::new(1),
-            retired: Mutex::new(Vec::new()),
         })
     }
 }
@@ -603,7 +609,23 @@ impl<P: Policy> Pool<P> {
         // Relaxed: generations are only compared for equality and order
         // under the writer lock.
         let generation = self.generation.load(Ordering::Relaxed) + 1;
-        let snap = Snapshot::build(policy, &set, Some(&prev), &self.shared, generation)?;
+        let mut retired = self.retired.lock();
+        let snap = Snapshot::build(
+            policy,
+            &set,
+            Some(&prev),
+            &retired,
+            &self.shared,
+            generation,
+        )?;
+        // Backends removed while picks on them are held keep their live
+        // state here, so that adding one back does not reset its counts.
+        retired.retain(|id, weak| weak.strong_count() > 0 && snap.index_of(id).is_none());
+        for (spec, shared) in prev.specs.iter().zip(prev.shared.iter()) {
+            if snap.index_of(&spec.id).is_none() {
+                retired.insert(spec.id.clone().into_boxed_str(), Arc::downgrade(shared));
+            }
+        }
         let backends = snap.len();
         let was_down: ahash::AHashSet<&str> = prev
             .specs
@@ -617,18 +639,13 @@ impl<P: Policy> Pool<P> {
                 shared
                     .live
                     .up_since
-                    .store(self.shared.clock.now_ms(), Ordering::Relaxed);
+                    .store(up_since_now(&*self.shared.clock), Ordering::Relaxed);
             }
         }
-        if P::COUNTS_TOTAL_ACTIVE {
-            self.current.store(Arc::new(snap));
-        } else {
-            // Under the retired list's lock, so that total_active never
-            // sees a removed backend in both places or in neither.
-            let mut retired = self.retired.lock();
-            retire_removed(&mut retired, &prev, &snap);
-            self.current.store(Arc::new(snap));
-        }
+        // Swapped under the retired map's lock, so that total_active never
+        // sees a removed backend in both places or in neither.
+        self.current.store(Arc::new(snap));
+        drop(retired);
         self.generation.store(generation, Ordering::Relaxed);
         *writer = set;
         self.shared.emit(Event::Swapped {
@@ -646,16 +663,16 @@ impl<P: Policy> Pool<P> {
     /// O(1) for policies that keep the pool-wide count
     /// ([`Policy::COUNTS_TOTAL_ACTIVE`]). For the others, which leave that
     /// count off the pick path, O(n + r) for r removed backends still held
-    /// by picks or snapshots, under the writer lock (never taken by picks).
+    /// by picks or snapshots, under the lock of the removed backends' map
+    /// (never taken by picks).
     pub fn total_active(&self) -> u64 {
         if P::COUNTS_TOTAL_ACTIVE {
             // Relaxed: a gauge.
             return self.shared.total_active.load(Ordering::Relaxed);
         }
-        // The retired list's lock keeps a swap from moving a backend between
-        // the current snapshot and the list while they are summed.
-        let mut retired = self.retired.lock();
-        retired.retain(|w| w.strong_count() > 0);
+        // The retired map's lock keeps a swap from moving a backend between
+        // the current snapshot and the map while they are summed.
+        let retired = self.retired.lock();
         let current: u64 = self
             .current
             .load()
@@ -664,25 +681,10 @@ impl<P: Policy> Pool<P> {
             .map(|s| u64::from(s.active()))
             .sum();
         let removed: u64 = retired
-            .iter()
+            .values()
             .filter_map(Weak::upgrade)
             .map(|s| u64::from(s.active()))
             .sum();
         current + removed
-    }
-}
-
-/// Keeps a weak handle on the live state of each backend of `prev` that
-/// `next` drops, and forgets handles nothing holds any more.
-fn retire_removed<P: Policy>(
-    retired: &mut Vec<Weak<Shared>>,
-    prev: &Snapshot<P>,
-    next: &Snapshot<P>,
-) {
-    retired.retain(|w| w.strong_count() > 0);
-    for (spec, shared) in prev.specs.iter().zip(prev.shared.iter()) {
-        if next.index_of(&spec.id).is_none() {
-            retired.push(Arc::downgrade(shared));
-        }
     }
 }

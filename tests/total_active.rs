@@ -52,10 +52,11 @@ fn counts_through_removals<P: Policy>(policy: P) {
     assert_eq!(late.id(), "c:1");
     assert_eq!(pool.total_active(), 7);
 
-    // Re-added, c:1 starts from fresh live state; both generations count.
+    // Re-added while picks on it are held, c:1 gets its live state back:
+    // counted once, in the current snapshot.
     pool.add(Backend::new("c:1")).unwrap();
     let fresh = pool.request(Key::None).take(2).unwrap();
-    assert_eq!((fresh.id(), pool.snapshot().active(2)), ("c:1", 1));
+    assert_eq!((fresh.id(), pool.snapshot().active(2)), ("c:1", 4));
     assert_eq!(pool.total_active(), 8);
 
     drop(late);
