@@ -793,7 +793,7 @@ impl Checker {
 /// nginx's smooth weighted round robin, its O(n) loop run for one period
 /// (down servers left out), read at a cursor shared across swaps; a slot
 /// whose server cannot serve is skipped by taking the next one, at most
-/// `min(n, 16) + 1` slots, then the heaviest available server (the crate's
+/// 17 slots, then nginx's loop over the available servers (the crate's
 /// documented rule).
 struct RoundRobinRef;
 
@@ -839,7 +839,7 @@ impl Reference for RoundRobinRef {
         if t.period.is_empty() {
             return None;
         }
-        for _ in 0..=view.len().min(16) {
+        for _ in 0..=16 {
             let n = t.cursor.get();
             t.cursor.set(n.wrapping_add(1));
             let i = t.period[(n % t.period.len() as u64) as usize];
@@ -847,14 +847,27 @@ impl Reference for RoundRobinRef {
                 return Some(i);
             }
         }
-        let mut best: Option<usize> = None;
-        for i in 0..view.len() {
-            if view.available(i) && best.is_none_or(|b| view.weight(i) > view.weight(b)) {
-                best = Some(i);
-            }
-        }
-        best
+        let available: Vec<usize> = (0..view.len()).filter(|&i| view.available(i)).collect();
+        smooth_round_robin(view, &available)
     }
+}
+
+/// nginx's loop for one pick over `among`, with its state kept per backend.
+fn smooth_round_robin(view: &View<'_>, among: &[usize]) -> Option<usize> {
+    let mut total = 0i64;
+    let mut chosen: Option<usize> = None;
+    for &i in among {
+        let w = i64::try_from(view.weight(i)).unwrap();
+        view.live[i].borrow_mut().current_weight += w;
+        total += w;
+        let cw = |j: usize| view.live[j].borrow().current_weight;
+        if chosen.is_none_or(|c| cw(i) > cw(c)) {
+            chosen = Some(i);
+        }
+    }
+    let chosen = chosen?;
+    view.live[chosen].borrow_mut().current_weight -= total;
+    Some(chosen)
 }
 
 /// nginx's least_conn as a plain scan: the available servers with the
@@ -886,20 +899,7 @@ impl Reference for LeastConnRef {
         if tied.len() == 1 {
             return Some(best);
         }
-        let mut total = 0i64;
-        let mut chosen: Option<usize> = None;
-        for &i in &tied {
-            let w = i64::try_from(view.weight(i)).unwrap();
-            view.live[i].borrow_mut().current_weight += w;
-            total += w;
-            let cw = |j: usize| view.live[j].borrow().current_weight;
-            if chosen.is_none_or(|c| cw(i) > cw(c)) {
-                chosen = Some(i);
-            }
-        }
-        let chosen = chosen?;
-        view.live[chosen].borrow_mut().current_weight -= total;
-        Some(chosen)
+        smooth_round_robin(view, &tied)
     }
 }
 
