@@ -66,7 +66,7 @@ pub fn address(slot: u16) -> String {
     format!("10.0.{}.{}:80", slot / 100, slot % 100)
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub enum Report {
     Success,
     Failure,
@@ -489,7 +489,7 @@ pub fn run_ops<P: Policy, R: Reference>(
             }
             Op::Advance(ms) => {
                 clock.advance_ms(ms);
-                model.now += ms;
+                model.now = model.now.saturating_add(ms);
             }
             Op::SetDown(n, down) => {
                 if !model.config.is_empty() {

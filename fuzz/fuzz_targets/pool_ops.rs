@@ -1,0 +1,118 @@
+//! A pool driven by an arbitrary sequence of operations, checked after
+//! every step against the plain model the property tests use
+//! (tests/model/mod.rs): no pick of a backend that is down, failed out, at
+//! `max_conns`, removed or from another snapshot; none only when nothing
+//! can serve; the exact pick of the reference where there is one; counts
+//! equal to the model's after every step and zero at the end.
+
+#![no_main]
+
+use std::time::Duration;
+
+use libfuzzer_sys::fuzz_target;
+use upstream::{Backend, LeastConn, RoundRobin};
+
+#[path = "../../tests/model/mod.rs"]
+mod model;
+
+use model::{
+    address, run_ops, Keys, LeastConnRef, NoReference, Op, Report, RoundRobinRef, Spec,
+};
+
+/// Reads the input a byte at a time; past its end, every read is 0.
+struct Input<'a>(&'a [u8]);
+
+impl Input<'_> {
+    fn byte(&mut self) -> u8 {
+        match self.0.split_first() {
+            Some((&b, rest)) => {
+                self.0 = rest;
+                b
+            }
+            None => 0,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// One backend: an address slot, a weight and its flags, in 3 bytes.
+    fn backend(&mut self, backups: bool) -> Backend {
+        let slot = u16::from(self.byte() % 64);
+        let weight = match self.byte() {
+            w @ 0..=199 => u32::from(w % 6),
+            w => u32::from(w) * 40,
+        };
+        let flags = self.byte();
+        let max_fails = u32::from(flags >> 6);
+        let fail_timeout = [1, 1_000, 5_000, 10_000][usize::from(flags >> 4 & 3)];
+        Backend::new(address(slot))
+            .weight(weight)
+            .down(flags & 1 != 0)
+            .backup(backups && flags & 2 != 0)
+            .drain(flags & 4 != 0 && flags & 8 != 0)
+            .max_conns(u32::from(flags & 8 != 0 && flags & 4 == 0))
+            .max_fails(max_fails)
+            .fail_timeout(Duration::from_millis(fail_timeout))
+    }
+
+    /// A set of up to 15 backends, identities made unique.
+    fn set(&mut self, backups: bool) -> Vec<Backend> {
+        let n = self.byte() % 16;
+        let mut set: Vec<Backend> = (0..n).map(|_| self.backend(backups)).collect();
+        let mut seen = std::collections::HashSet::new();
+        set.retain(|b| seen.insert(b.id.clone()));
+        set
+    }
+
+    fn op(&mut self, backups: bool) -> Op {
+        let code = self.byte();
+        let arg = self.byte();
+        match code % 10 {
+            0 | 1 => Op::Pick(u16::from(arg)),
+            2 => Op::Begin(u16::from(arg)),
+            3 | 4 => Op::Next,
+            5 | 6 => {
+                let report = [Report::Success, Report::Failure, Report::Drop][usize::from(code / 10 % 3)];
+                Op::Report(usize::from(arg), report)
+            }
+            7 => Op::Advance([0, 1, 999, 1_000, 1_001, 5_000, 10_001, u64::MAX][usize::from(arg % 8)]),
+            8 => match arg % 3 {
+                0 => Op::SetDown(usize::from(arg / 3), arg & 1 == 0),
+                1 => Op::SetWeight(usize::from(arg / 3), u32::from(arg / 3 % 5)),
+                _ => Op::Swap(self.set(backups)),
+            },
+            _ => Op::Swap(self.set(backups)),
+        }
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut input = Input(data);
+    let which = input.byte();
+    let set = input.set(true);
+    let mut ops = Vec::new();
+    while !input.is_empty() && ops.len() < 400 {
+        ops.push(input.op(true));
+    }
+    let result = match which % 3 {
+        0 => run_ops(spec(RoundRobin, RoundRobinRef), set, ops),
+        1 => run_ops(spec(LeastConn, LeastConnRef), set, ops),
+        // Validity only, as for a policy with no reference.
+        _ => run_ops(spec(RoundRobin, NoReference), set, ops),
+    };
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+});
+
+fn spec<P, R>(policy: P, reference: R) -> Spec<P, R> {
+    Spec {
+        policy,
+        reference,
+        backups: true,
+        keys: Keys::None,
+        picks_drained: false,
+    }
+}
