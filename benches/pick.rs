@@ -2,7 +2,7 @@
 
 use std::hint::black_box;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
 use upstream::policy::Policy;
 use upstream::{Backend, Key, LeastConn, Pool, RoundRobin};
 
@@ -45,7 +45,11 @@ fn pick_group<P: Policy>(c: &mut Criterion, policy: P) {
         let pool = Pool::new(policy.clone(), backends(n)).unwrap();
         let set = pool.backend_set();
         group.bench_function(BenchmarkId::from_parameter(format!("n={n}")), |b| {
-            b.iter(|| pool.replace(set.clone()).unwrap())
+            b.iter_batched(
+                || set.clone(),
+                |set| pool.replace(set).unwrap(),
+                BatchSize::SmallInput,
+            )
         });
     }
     group.finish();

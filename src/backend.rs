@@ -195,12 +195,6 @@ impl Backend {
                 max: MAX_WEIGHT,
             });
         }
-        if self.max_fails > 0 && self.fail_timeout.is_zero() {
-            return Err(BuildError::Conflict {
-                id: self.id.clone(),
-                reason: "max_fails counts failures within fail_timeout, which is 0",
-            });
-        }
         Ok(())
     }
 }
@@ -233,8 +227,8 @@ impl BackendSet {
     /// # Errors
     ///
     /// [`BuildError`] naming the first backend at fault: an empty identity,
-    /// a duplicate identity, a weight above [`MAX_WEIGHT`], `max_fails`
-    /// with a zero `fail_timeout`, or more than [`MAX_BACKENDS`] backends.
+    /// a duplicate identity, a weight above [`MAX_WEIGHT`], or more than
+    /// [`MAX_BACKENDS`] backends.
     ///
     /// # Complexity
     ///
@@ -368,15 +362,10 @@ mod tests {
             BackendSet::new(vec![heavy]).unwrap_err().to_string(),
             "backend 'h:1' has weight 16777217, above the maximum 16777216"
         );
+        // nginx accepts fail_timeout=0: a failure then rests the backend
+        // only within the same clock tick.
         let zero = Backend::new("z:1").fail_timeout(Duration::ZERO);
-        assert_eq!(
-            BackendSet::new(vec![zero]).unwrap_err().to_string(),
-            "backend 'z:1': max_fails counts failures within fail_timeout, which is 0"
-        );
-        let off = Backend::new("z:1")
-            .max_fails(0)
-            .fail_timeout(Duration::ZERO);
-        assert!(BackendSet::new(vec![off]).is_ok());
+        assert!(BackendSet::new(vec![zero]).is_ok());
     }
 
     #[test]

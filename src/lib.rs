@@ -52,21 +52,27 @@
 
 mod backend;
 mod clock;
+pub mod config;
 mod error;
+pub mod haproxy;
 mod live;
 mod pick;
 pub mod policy;
 mod pool;
+pub mod sticky;
 pub mod time;
 mod tried;
 
 pub use backend::{Backend, BackendSet, IntoBackendSet, MAX_BACKENDS, MAX_WEIGHT};
 pub use clock::{Clock, ManualClock, MonotonicClock};
+pub use config::{ConfigError, UpstreamConfig};
 pub use error::BuildError;
+pub use haproxy::{HaproxyChash, HaproxyMap, StaticRr};
 pub use live::{Event, Observer};
 pub use pick::{Outcome, Pick, Request};
 pub use policy::{Key, LeastConn, Policy, RoundRobin};
 pub use pool::{Pool, PoolBuilder, Snapshot};
+pub use sticky::{Affinity, Sticky, StickyError, StickyPick};
 
 /// The README's example, compiled and run as a doctest.
 #[cfg(doctest)]

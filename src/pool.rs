@@ -17,7 +17,7 @@ use crate::clock::{Clock, MonotonicClock};
 use crate::error::BuildError;
 use crate::live::{Event, Observer, PoolShared, Shared};
 use crate::pick::{self, Pick, Request};
-use crate::policy::{Key, Policy};
+use crate::policy::{Candidates, Key, Policy};
 use crate::tried::TriedSet;
 
 /// One immutable view of the pool: backends, live state, policy tables.
@@ -127,6 +127,56 @@ impl<P: Policy> Snapshot<P> {
     /// Number of primary backends; backups follow them.
     pub fn primaries(&self) -> usize {
         self.n_primary
+    }
+
+    /// True when backend `i` can take a new client now: not down, not
+    /// failed out, below `max_conns`, not draining, of positive weight.
+    /// Sticky layers use it to see whether a primary serves again.
+    ///
+    /// # Complexity
+    ///
+    /// O(1); reads the clock only when the backend has failures counted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use upstream::{Backend, Key, ManualClock, Pool, RoundRobin};
+    ///
+    /// let pool = Pool::builder(RoundRobin)
+    ///     .clock(ManualClock::new(5))
+    ///     .build(vec![Backend::new("a:1"), Backend::new("b:1").drain(true)])
+    ///     .unwrap();
+    /// let snap = pool.snapshot();
+    /// assert_eq!((snap.is_available(0), snap.is_available(1)), (true, false));
+    /// assert!(!snap.is_available(2), "out of range");
+    /// pool.pick(Key::None).unwrap().failure(); // a:1 reaches max_fails 1
+    /// assert!(!snap.is_available(0));
+    /// assert_eq!(snap.now_ms(), 5);
+    /// ```
+    pub fn is_available(&self, i: usize) -> bool {
+        if i >= self.specs.len() {
+            return false;
+        }
+        let range = if i < self.n_primary {
+            0..self.n_primary
+        } else {
+            self.n_primary..self.specs.len()
+        };
+        let tried = TriedSet::default();
+        let cands = Candidates::new(
+            &self.specs[range.clone()],
+            &self.shared[range.clone()],
+            range.start,
+            &tried,
+            &*self.pool.clock,
+        );
+        cands.is_available(i - range.start)
+    }
+
+    /// The pool clock's time in ms, as failure windows and sticky tables
+    /// read it.
+    pub fn now_ms(&self) -> u64 {
+        self.pool.clock.now_ms()
     }
 
     fn build(

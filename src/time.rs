@@ -31,6 +31,8 @@ pub fn parse_nginx_time(text: &str) -> Option<Duration> {
         ("m", 60_000),
         ("s", 1_000),
     ];
+    // The rank of "s" in UNITS.
+    const SECONDS_RANK: usize = 7;
     if text.is_empty() {
         return None;
     }
@@ -46,11 +48,13 @@ pub fn parse_nginx_time(text: &str) -> Option<Duration> {
         let value: u64 = rest[..digits].parse().ok()?;
         rest = &rest[digits..];
         if rest.is_empty() {
-            // A bare trailing number counts as seconds, only on its own.
-            if last_rank != usize::MAX {
+            // A bare trailing number counts as seconds, alone or after a
+            // larger unit ("1m30" is 90 s), as nginx reads it.
+            if last_rank != usize::MAX && last_rank >= SECONDS_RANK {
                 return None;
             }
-            return value.checked_mul(1_000).map(Duration::from_millis);
+            let ms = total_ms.checked_add(value.checked_mul(1_000)?)?;
+            return Some(Duration::from_millis(ms));
         }
         let (rank, (unit, ms)) = UNITS
             .iter()
@@ -132,6 +136,7 @@ mod tests {
             ("1y", 31_536_000_000),
             ("1h30m", 5_400_000),
             ("1s500ms", 1_500),
+            ("1m30", 90_000),
         ];
         for (text, ms) in cases {
             assert_eq!(

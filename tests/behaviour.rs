@@ -3,8 +3,15 @@
 //! Each policy adds one `suite!` line. The cases are the contract every
 //! policy keeps, whatever its algorithm.
 
+use std::net::{IpAddr, Ipv4Addr};
 use upstream::policy::Policy;
-use upstream::{Backend, BuildError, Key, LeastConn, ManualClock, Pool, RoundRobin};
+
+use upstream::{
+    Backend, BuildError, HaproxyChash, HaproxyMap, Key, LeastConn, ManualClock, Pool, RoundRobin,
+    StaticRr,
+};
+
+const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
 
 /// How a policy is exercised by the suite.
 struct Case<P: Policy> {
@@ -225,6 +232,30 @@ suite!(
     least_conn,
     Case {
         policy: LeastConn,
+        key: Key::None,
+        backups: true
+    }
+);
+suite!(
+    haproxy_map_uri,
+    Case {
+        policy: HaproxyMap::uri(),
+        key: Key::Bytes(b"/cart?id=1"),
+        backups: true
+    }
+);
+suite!(
+    haproxy_chash_source,
+    Case {
+        policy: HaproxyChash::source(),
+        key: Key::Ip(CLIENT),
+        backups: true
+    }
+);
+suite!(
+    haproxy_static_rr,
+    Case {
+        policy: StaticRr::default(),
         key: Key::None,
         backups: true
     }

@@ -47,8 +47,11 @@ use crate::error::BuildError;
 use crate::live::Shared;
 use crate::tried::TriedSet;
 
+mod any;
 mod least_conn;
 mod round_robin;
+
+pub use any::{AnyPolicy, AnyState, AnyTable};
 
 pub use least_conn::LeastConn;
 pub use round_robin::{RoundRobin, RoundRobinTable};
