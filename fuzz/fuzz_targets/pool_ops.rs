@@ -10,14 +10,13 @@
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
+use upstream::haproxy::{HaproxyChash, HaproxyMap, StaticRr};
 use upstream::{Backend, LeastConn, RoundRobin};
 
 #[path = "../../tests/model/mod.rs"]
 mod model;
 
-use model::{
-    address, run_ops, Keys, LeastConnRef, NoReference, Op, Report, RoundRobinRef, Spec,
-};
+use model::{address, run_ops, Keys, LeastConnRef, NoReference, Op, Report, RoundRobinRef, Spec};
 
 /// Reads the input a byte at a time; past its end, every read is 0.
 struct Input<'a>(&'a [u8]);
@@ -42,7 +41,8 @@ impl Input<'_> {
         let slot = u16::from(self.byte() % 64);
         let weight = match self.byte() {
             w @ 0..=199 => u32::from(w % 6),
-            w => u32::from(w) * 40,
+            // Up to 255: HAProxy's policies take weights up to 256.
+            w => u32::from(w),
         };
         let flags = self.byte();
         let max_fails = u32::from(flags >> 6);
@@ -74,10 +74,13 @@ impl Input<'_> {
             2 => Op::Begin(u16::from(arg)),
             3 | 4 => Op::Next,
             5 | 6 => {
-                let report = [Report::Success, Report::Failure, Report::Drop][usize::from(code / 10 % 3)];
+                let report =
+                    [Report::Success, Report::Failure, Report::Drop][usize::from(code / 10 % 3)];
                 Op::Report(usize::from(arg), report)
             }
-            7 => Op::Advance([0, 1, 999, 1_000, 1_001, 5_000, 10_001, u64::MAX][usize::from(arg % 8)]),
+            7 => Op::Advance(
+                [0, 1, 999, 1_000, 1_001, 5_000, 10_001, u64::MAX][usize::from(arg % 8)],
+            ),
             8 => match arg % 3 {
                 0 => Op::SetDown(usize::from(arg / 3), arg & 1 == 0),
                 1 => Op::SetWeight(usize::from(arg / 3), u32::from(arg / 3 % 5)),
@@ -96,23 +99,59 @@ fuzz_target!(|data: &[u8]| {
     while !input.is_empty() && ops.len() < 400 {
         ops.push(input.op(true));
     }
-    let result = match which % 3 {
-        0 => run_ops(spec(RoundRobin, RoundRobinRef), set, ops),
-        1 => run_ops(spec(LeastConn, LeastConnRef), set, ops),
-        // Validity only, as for a policy with no reference.
-        _ => run_ops(spec(RoundRobin, NoReference), set, ops),
+    // Policies with a reference are checked pick for pick; the others
+    // for validity only.
+    let result = match which % 6 {
+        0 => run_ops(spec(RoundRobin, RoundRobinRef, Keys::None), set, ops),
+        1 => run_ops(spec(LeastConn, LeastConnRef, Keys::None), set, ops),
+        2 => run_ops(
+            spec(
+                StaticRr::default().all_backups(true),
+                NoReference,
+                Keys::None,
+            ),
+            set,
+            ops,
+        ),
+        3 => run_ops(
+            spec(
+                HaproxyMap::uri().all_backups(true),
+                NoReference,
+                Keys::Bytes,
+            ),
+            set,
+            ops,
+        ),
+        4 => run_ops(
+            spec(
+                HaproxyChash::uri().all_backups(true),
+                NoReference,
+                Keys::Bytes,
+            ),
+            set,
+            ops,
+        ),
+        _ => run_ops(
+            spec(
+                HaproxyMap::source().all_backups(true),
+                NoReference,
+                Keys::Ip,
+            ),
+            set,
+            ops,
+        ),
     };
     if let Err(e) = result {
         panic!("{e}");
     }
 });
 
-fn spec<P, R>(policy: P, reference: R) -> Spec<P, R> {
+fn spec<P, R>(policy: P, reference: R, keys: Keys) -> Spec<P, R> {
     Spec {
         policy,
         reference,
         backups: true,
-        keys: Keys::None,
+        keys,
         picks_drained: false,
     }
 }
