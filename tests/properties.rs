@@ -214,11 +214,7 @@ fn sticky_unless_dead<P: Policy, R>(
     victim: usize,
     mark_down: bool,
 ) -> Result<(), TestCaseError> {
-    let texts = key_texts(spec.keys);
-    let keys: Vec<Key<'_>> = seeds
-        .iter()
-        .map(|&s| key_of(spec.keys, s, &texts))
-        .collect();
+    let keys: Vec<Key<'_>> = seeds.iter().map(|&s| key_of(spec.keys, s)).collect();
     let clock = ManualClock::new(0);
     let pool = Pool::builder(spec.policy)
         .clock(clock.clone())
@@ -292,8 +288,7 @@ fn sticky_unless_dead<P: Policy, R>(
 
 /// Each backend's share of 20 000 keys, against its weight's share.
 fn shares_follow_weights<P: Policy, R>(spec: Spec<P, R>, hashed: &Hashed) {
-    let texts = key_texts(spec.keys);
-    let keys: Vec<Key<'_>> = (0..20_000).map(|s| key_of(spec.keys, s, &texts)).collect();
+    let keys: Vec<Key<'_>> = (0..20_000).map(|s| key_of(spec.keys, s)).collect();
     let cases: [&[u32]; 5] = [&[1, 1], &[1, 2, 3], &[5, 1, 1, 1], &[1; 10], &[3, 0, 1]];
     for weights in cases {
         let set: Vec<Backend> = weights
@@ -325,8 +320,7 @@ fn shares_follow_weights<P: Policy, R>(spec: Spec<P, R>, hashed: &Hashed) {
 /// the newcomer; either moves at most `bound / N` of the keys. Every N
 /// from 10 to 40, so the check is exhaustive, not sampled.
 fn consistent_moves<P: Policy, R>(spec: Spec<P, R>, consistent: &Consistent) {
-    let texts = key_texts(spec.keys);
-    let keys: Vec<Key<'_>> = (0..10_000).map(|s| key_of(spec.keys, s, &texts)).collect();
+    let keys: Vec<Key<'_>> = (0..10_000).map(|s| key_of(spec.keys, s)).collect();
     for n in 10..=40u16 {
         let backend = |i: u16| {
             let b = Backend::new(address(i)).weight(consistent.weight);

@@ -89,12 +89,12 @@ pub enum Op {
     Swap(Vec<Backend>),
 }
 
-/// The key a policy of kind `keys` reads for seed `seed`. Byte keys
-/// borrow from `texts`, which holds `key-0` to `key-65535`.
-pub fn key_of(keys: Keys, seed: u16, texts: &[String]) -> Key<'_> {
+/// The key a policy of kind `keys` reads for seed `seed`. Byte keys are
+/// `key-0` to `key-65535`, made once per process.
+pub fn key_of(keys: Keys, seed: u16) -> Key<'static> {
     match keys {
         Keys::None => Key::None,
-        Keys::Bytes => Key::Bytes(texts[usize::from(seed)].as_bytes()),
+        Keys::Bytes => Key::Bytes(key_texts()[usize::from(seed)].as_bytes()),
         Keys::Ip if seed % 4 == 0 => Key::Ip(IpAddr::V6(Ipv6Addr::new(
             0x2001,
             0xdb8,
@@ -113,11 +113,9 @@ pub fn key_of(keys: Keys, seed: u16, texts: &[String]) -> Key<'_> {
     }
 }
 
-pub fn key_texts(keys: Keys) -> Vec<String> {
-    match keys {
-        Keys::Bytes => (0..=u16::MAX).map(|i| format!("key-{i}")).collect(),
-        _ => Vec::new(),
-    }
+fn key_texts() -> &'static [String] {
+    static TEXTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    TEXTS.get_or_init(|| (0..=u16::MAX).map(|i| format!("key-{i}")).collect())
 }
 
 // ---------------------------------------------------------------------------
@@ -437,7 +435,6 @@ pub fn run_ops<P: Policy, R: Reference>(
     set: Vec<Backend>,
     ops: Vec<Op>,
 ) -> Result<(), String> {
-    let texts = key_texts(spec.keys);
     let clock = ManualClock::new(0);
     let pool = Pool::builder(spec.policy.clone())
         .clock(clock.clone())
@@ -453,7 +450,7 @@ pub fn run_ops<P: Policy, R: Reference>(
     for (step, op) in ops.into_iter().enumerate() {
         match op {
             Op::Pick(seed) => {
-                let key = key_of(spec.keys, seed, &texts);
+                let key = key_of(spec.keys, seed);
                 let mut req = model.request();
                 let snap = pool.snapshot();
                 let pick = pool.pick(key);
@@ -463,7 +460,7 @@ pub fn run_ops<P: Policy, R: Reference>(
                 }
             }
             Op::Begin(seed) => {
-                let key = key_of(spec.keys, seed, &texts);
+                let key = key_of(spec.keys, seed);
                 open = Some((pool.request(key), model.request(), key));
             }
             Op::Next => {
