@@ -53,12 +53,17 @@
 mod backend;
 mod clock;
 pub mod config;
+pub mod envoy;
 mod error;
 pub mod haproxy;
+mod latency;
 mod live;
+mod panic;
 mod pick;
 pub mod policy;
 mod pool;
+mod random;
+mod slow_start;
 pub mod sticky;
 pub mod time;
 mod tried;
@@ -68,10 +73,17 @@ pub use clock::{Clock, ManualClock, MonotonicClock};
 pub use config::{ConfigError, UpstreamConfig};
 pub use error::BuildError;
 pub use haproxy::{HaproxyChash, HaproxyMap, StaticRr};
+pub use latency::LatencyEwma;
 pub use live::{Event, Observer};
+pub use panic::AllDown;
 pub use pick::{Outcome, Pick, Request};
-pub use policy::{Key, LeastConn, Policy, RoundRobin};
+pub use policy::{
+    IpHash, Ketama, Key, LeastConn, NginxHash, NginxRandom, P2c, PeakEwma, Policy, RampMode,
+    Random, Rendezvous, RoundRobin,
+};
 pub use pool::{Pool, PoolBuilder, Snapshot};
+pub use random::{RandomSource, Sequence, SplitMix64};
+pub use slow_start::{SlowStart, RAMP_ONE};
 pub use sticky::{Affinity, Sticky, StickyError, StickyPick};
 
 /// The README's example, compiled and run as a doctest.

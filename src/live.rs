@@ -9,9 +9,14 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::backend::Backend;
 use crate::clock::Clock;
+use crate::latency::LatencyEwma;
+use crate::panic::AllDown;
+use crate::random::RandomSource;
+use crate::slow_start::SlowStart;
 
 /// A change of state worth a log line: never emitted per request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,12 +47,35 @@ pub type Observer = Arc<dyn Fn(&Event) + Send + Sync>;
 /// State shared by every snapshot of one pool.
 pub(crate) struct PoolShared {
     pub(crate) clock: Arc<dyn Clock>,
+    /// The random source of every pick of this pool.
+    pub(crate) random: Arc<dyn RandomSource>,
+    /// How backends that come back ramp up, if they do.
+    pub(crate) slow_start: Option<SlowStart>,
+    /// How reported latencies feed each backend's estimate.
+    pub(crate) latency: LatencyEwma,
+    /// Whether and when a failing tier panics.
+    pub(crate) all_down: AllDown,
     /// Active picks over the whole pool.
     pub(crate) total_active: AtomicU64,
     pub(crate) observer: Option<Observer>,
 }
 
 impl PoolShared {
+    /// Pool state with `clock` and every other setting at its default, for
+    /// unit tests that build candidates without a pool.
+    #[cfg(test)]
+    pub(crate) fn new(clock: Arc<dyn Clock>) -> Self {
+        PoolShared {
+            clock,
+            random: Arc::new(crate::random::SplitMix64::new()),
+            slow_start: None,
+            latency: LatencyEwma::new(),
+            all_down: AllDown::FailClosed,
+            total_active: AtomicU64::new(0),
+            observer: None,
+        }
+    }
+
     pub(crate) fn emit(&self, event: Event) {
         if let Some(observer) = &self.observer {
             observer(&event);
@@ -70,8 +98,15 @@ pub(crate) struct Live {
     /// Smooth weighted round robin state for policies that keep it per
     /// backend (least_conn's tie-break).
     pub(crate) current_weight: AtomicI64,
-    /// When the backend last became able to serve (added, or back up).
+    /// When the backend last became able to serve (added, or back up);
+    /// 0 for backends of the pool's first build, which slow start takes
+    /// as warm.
     pub(crate) up_since: AtomicU64,
+    /// The latency estimate in ns, as `f64` bits (see [`LatencyEwma`]).
+    pub(crate) latency_bits: AtomicU64,
+    /// When the estimate was last set, in ms (at least 1); 0 before the
+    /// first response.
+    pub(crate) latency_at: AtomicU64,
 }
 
 /// One backend identity's shared, long-lived state.
@@ -112,19 +147,7 @@ impl Shared {
     /// window as nginx does when it picks a peer. Returns false, changing
     /// nothing, when the backend is full or another thread won its probe.
     pub(crate) fn acquire(&self, spec: &Backend, now: &mut dyn FnMut() -> u64) -> bool {
-        let live = &self.live;
-        let max = spec.max_conns;
-        // Relaxed: the count is its own datum; no other memory hangs on it.
-        let taken = live
-            .active
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |a| {
-                if max != 0 && a >= max {
-                    None
-                } else {
-                    a.checked_add(1)
-                }
-            });
-        if taken.is_err() {
+        if !self.take_slot(spec.max_conns) {
             return false;
         }
         if !self.move_window(spec, now) {
@@ -134,6 +157,32 @@ impl Shared {
         // Relaxed: a pool-wide gauge read only for load ratios.
         self.pool.total_active.fetch_add(1, Ordering::Relaxed);
         true
+    }
+
+    /// Takes one active slot honouring `max_conns` and nothing else: a
+    /// panicking pool sends traffic to failed-out backends without touching
+    /// their failure window.
+    pub(crate) fn acquire_in_panic(&self, spec: &Backend) -> bool {
+        if !self.take_slot(spec.max_conns) {
+            return false;
+        }
+        // Relaxed: see acquire.
+        self.pool.total_active.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    fn take_slot(&self, max: u32) -> bool {
+        // Relaxed: the count is its own datum; no other memory hangs on it.
+        self.live
+            .active
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |a| {
+                if max != 0 && a >= max {
+                    None
+                } else {
+                    a.checked_add(1)
+                }
+            })
+            .is_ok()
     }
 
     /// nginx sets `checked = now` when it picks a peer more than
@@ -217,6 +266,44 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// Feeds one reported outcome into the latency estimate.
+    pub(crate) fn record_latency(&self, failed: bool, latency: Option<Duration>) {
+        let ewma = &self.pool.latency;
+        let Some(sample) = ewma.sample_ns(failed, latency) else {
+            return;
+        };
+        let now = self.pool.clock.now_ms().max(1);
+        let live = &self.live;
+        // Relaxed throughout: the estimate is advisory and carries no other
+        // data; the CAS alone keeps concurrent samples from being lost.
+        let _ = live
+            .latency_bits
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                let at = live.latency_at.load(Ordering::Relaxed);
+                let next = if at == 0 {
+                    sample
+                } else {
+                    ewma.observe(f64::from_bits(bits), now.saturating_sub(at), sample)
+                };
+                Some(next.to_bits())
+            });
+        live.latency_at.fetch_max(now, Ordering::Relaxed);
+    }
+
+    /// The latency estimate in ns at time `now`, decayed since the last
+    /// response; `None` before the first.
+    pub(crate) fn latency_ns(&self, now: u64) -> Option<f64> {
+        // Relaxed: advisory, see record_latency.
+        let at = self.live.latency_at.load(Ordering::Relaxed);
+        if at == 0 {
+            return None;
+        }
+        let estimate = f64::from_bits(self.live.latency_bits.load(Ordering::Relaxed));
+        Some(self.pool.latency.decayed(estimate, now.saturating_sub(at)))
+    }
+}
+
 pub(crate) fn fail_timeout_ms(spec: &Backend) -> u64 {
     u64::try_from(spec.fail_timeout.as_millis()).unwrap_or(u64::MAX)
 }
@@ -231,13 +318,11 @@ mod tests {
     fn failure_count_saturates_at_the_integer_limit() {
         let events = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&events);
-        let pool = Arc::new(PoolShared {
-            clock: Arc::new(ManualClock::new(7)),
-            total_active: AtomicU64::new(0),
-            observer: Some(Arc::new(move |e: &Event| {
-                seen.lock().unwrap().push(e.clone())
-            })),
-        });
+        let mut pool = PoolShared::new(Arc::new(ManualClock::new(7)));
+        pool.observer = Some(Arc::new(move |e: &Event| {
+            seen.lock().unwrap().push(e.clone())
+        }));
+        let pool = Arc::new(pool);
         let shared = Shared::new(&Backend::new("a"), &pool);
         shared.live.fails.store(u32::MAX - 1, Ordering::Relaxed);
         for _ in 0..3 {

@@ -6,8 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::live::Shared;
-use crate::policy::{Candidates, Key, Policy};
+use crate::panic::AllDown;
+use crate::policy::{Candidates, Key, Policy, RampMode};
 use crate::pool::Snapshot;
+use crate::slow_start::RAMP_ONE;
 use crate::tried::TriedSet;
 
 /// The outcome of one attempt, as the caller saw it.
@@ -71,8 +73,14 @@ impl Pick {
 
     /// Reports an outcome, optionally with the attempt's latency, and
     /// releases the pick.
+    ///
+    /// The latency feeds the backend's
+    /// [latency estimate](crate::LatencyEwma): a success without a latency
+    /// leaves it alone; a failure counts as a response at least as slow as
+    /// the pool's failure penalty.
     pub fn report(self, outcome: Outcome, latency: Option<Duration>) {
-        let _ = latency;
+        self.shared
+            .record_latency(outcome == Outcome::Failure, latency);
         if !self.count_failures {
             return;
         }
@@ -108,10 +116,74 @@ impl std::fmt::Debug for Pick {
 pub(crate) enum Tier {
     Primary,
     Backup,
+    /// The primaries again, failures ignored (see [`AllDown`](crate::AllDown)).
+    PanicPrimary,
+    /// The backups again, failures ignored.
+    PanicBackup,
     Exhausted,
 }
 
+impl Tier {
+    fn panics(self) -> bool {
+        matches!(self, Tier::PanicPrimary | Tier::PanicBackup)
+    }
+}
+
+/// The tier after `from` that applies to `snap`: backups only if there are
+/// some, panic tiers only below the pool's healthy threshold.
+fn advance<P: Policy>(snap: &Snapshot<P>, from: Tier) -> Tier {
+    let backups = snap.n_primary..snap.specs.len();
+    let mut tier = from;
+    loop {
+        tier = match tier {
+            Tier::Primary => Tier::Backup,
+            Tier::Backup => Tier::PanicPrimary,
+            Tier::PanicPrimary => Tier::PanicBackup,
+            Tier::PanicBackup | Tier::Exhausted => return Tier::Exhausted,
+        };
+        let applies = match tier {
+            Tier::Backup => snap.backup.is_some(),
+            Tier::PanicPrimary => panics(snap, 0..snap.n_primary),
+            Tier::PanicBackup => snap.backup.is_some() && panics(snap, backups.clone()),
+            Tier::Primary | Tier::Exhausted => true,
+        };
+        if applies {
+            return tier;
+        }
+    }
+}
+
+/// True when the healthy share of the tier `range` is below the pool's
+/// panic threshold. O(n), only once the normal tiers gave nothing.
+fn panics<P: Policy>(snap: &Snapshot<P>, range: std::ops::Range<usize>) -> bool {
+    let all_down = snap.pool.all_down;
+    if all_down == AllDown::FailClosed {
+        return false;
+    }
+    let now = snap.pool.clock.now_ms();
+    let (mut eligible, mut healthy) = (0, 0);
+    for (spec, shared) in snap.specs[range.clone()].iter().zip(&snap.shared[range]) {
+        if spec.down || spec.drain || spec.weight == 0 {
+            continue;
+        }
+        eligible += 1;
+        if !shared.failed_out(spec, || now) {
+            healthy += 1;
+        }
+    }
+    all_down.panics(healthy, eligible)
+}
+
+/// Most ramping backends slow start's admission may turn down in one pick.
+const MAX_SKIPPED: usize = 8;
+
 /// Picks the next untried backend: primaries first, then backups.
+///
+/// With slow start and a policy in [`RampMode::Admission`], a ramping
+/// backend the policy chooses is kept with probability equal to its ramp
+/// factor; otherwise it is skipped for this pick (not marked tried) and the
+/// policy chooses again. If a tier runs out with backends skipped, it is
+/// asked once more without admission, so slow start never fails a pick.
 pub(crate) fn next<P: Policy>(
     snap: &Snapshot<P>,
     key: Key<'_>,
@@ -120,51 +192,80 @@ pub(crate) fn next<P: Policy>(
     state: &mut P::State,
 ) -> Option<Pick> {
     let clock = &*snap.pool.clock;
+    let admission =
+        snap.pool.slow_start.is_some() && snap.policy.ramp_mode() == RampMode::Admission;
+    let mut admit = admission;
+    let mut skipped = [0usize; MAX_SKIPPED];
+    let mut n_skipped = 0;
     loop {
         let (range, table) = match *tier {
-            Tier::Primary => (0..snap.n_primary, &snap.primary),
-            Tier::Backup => match &snap.backup {
+            Tier::Primary | Tier::PanicPrimary => (0..snap.n_primary, &snap.primary),
+            Tier::Backup | Tier::PanicBackup => match &snap.backup {
                 Some(table) => (snap.n_primary..snap.specs.len(), table),
                 None => return None,
             },
             Tier::Exhausted => return None,
         };
+        let panic = tier.panics();
         let offset = range.start;
         let specs = &snap.specs[range.clone()];
         let shared = &snap.shared[range.clone()];
-        let cands = Candidates::new(specs, shared, offset, tried, clock);
+        let cands = Candidates::new(specs, shared, offset, tried, clock)
+            .in_pool(&snap.pool)
+            .skipping(&skipped[..n_skipped])
+            .panicking(panic);
         let chosen = snap.policy.pick(table, &cands, key, state);
         // An index out of range or already tried means the policy has nothing
         // left in this tier; anything else is tried at most once, so the loop
         // ends after at most one pass over the backends.
         let Some(i) = chosen.filter(|&i| i < specs.len() && !cands.is_tried(i)) else {
-            *tier = if *tier == Tier::Primary {
-                Tier::Backup
+            if n_skipped > 0 {
+                // Only ramping backends were left: take them as they come.
+                n_skipped = 0;
+                admit = false;
             } else {
-                Tier::Exhausted
-            };
+                *tier = advance(snap, *tier);
+                admit = admission;
+            }
             *state = P::State::default();
             continue;
         };
-        if let Some(pick) = acquire(snap, tried, range, i) {
+        if admit && n_skipped < MAX_SKIPPED {
+            let ramp = cands.ramp(i);
+            if ramp < RAMP_ONE && cands.random() % u64::from(RAMP_ONE) >= u64::from(ramp) {
+                skipped[n_skipped] = i;
+                n_skipped += 1;
+                continue;
+            }
+        }
+        if let Some(pick) = acquire(snap, tried, range, i, panic) {
             return Some(pick);
         }
     }
 }
 
 /// Acquires tier-local backend `i` of the tier `range` if it is usable, and
-/// marks it tried either way.
+/// marks it tried either way. A panicking tier takes a failed-out backend
+/// without moving its failure window.
 fn acquire<P: Policy>(
     snap: &Snapshot<P>,
     tried: &mut TriedSet,
     range: std::ops::Range<usize>,
     i: usize,
+    panic: bool,
 ) -> Option<Pick> {
     let offset = range.start;
     let specs = &snap.specs[range.clone()];
     let shared = &snap.shared[range];
-    let cands = Candidates::new(specs, shared, offset, tried, &*snap.pool.clock);
-    let acquired = cands.is_usable(i) && shared[i].acquire(&specs[i], &mut || cands.now_ms());
+    let cands =
+        Candidates::new(specs, shared, offset, tried, &*snap.pool.clock).in_pool(&snap.pool);
+    let cands = cands.panicking(panic);
+    let acquired = cands.is_usable(i)
+        && if panic {
+            shared[i].acquire_in_panic(&specs[i])
+        } else {
+            shared[i].acquire(&specs[i], &mut || cands.now_ms())
+        };
     tried.insert(offset + i);
     acquired.then(|| Pick {
         shared: Arc::clone(&shared[i]),
@@ -252,7 +353,7 @@ impl<'k, P: Policy> Request<'k, P> {
         } else {
             snap.specs.len()
         };
-        acquire(snap, &mut self.tried, offset..end, index - offset)
+        acquire(snap, &mut self.tried, offset..end, index - offset, false)
     }
 
     /// The snapshot this request picks from.

@@ -8,6 +8,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
@@ -15,9 +16,13 @@ use parking_lot::Mutex;
 use crate::backend::{Backend, BackendSet, IntoBackendSet};
 use crate::clock::{Clock, MonotonicClock};
 use crate::error::BuildError;
+use crate::latency::LatencyEwma;
 use crate::live::{Event, Observer, PoolShared, Shared};
+use crate::panic::AllDown;
 use crate::pick::{self, Pick, Request};
 use crate::policy::{Candidates, Key, Policy};
+use crate::random::{RandomSource, SplitMix64};
+use crate::slow_start::SlowStart;
 use crate::tried::TriedSet;
 
 /// One immutable view of the pool: backends, live state, policy tables.
@@ -104,6 +109,14 @@ impl<P: Policy> Snapshot<P> {
     /// Unreleased picks of backend `i`, whichever snapshot made them.
     pub fn active(&self, i: usize) -> u32 {
         self.shared.get(i).map_or(0, |s| s.active())
+    }
+
+    /// Backend `i`'s latency estimate now (see [`LatencyEwma`]), or `None`
+    /// before its first reported response.
+    pub fn latency(&self, i: usize) -> Option<Duration> {
+        let now = self.pool.clock.now_ms();
+        let ns = self.shared.get(i)?.latency_ns(now)?;
+        Some(Duration::from_nanos(ns.round() as u64))
     }
 
     /// nginx's failure count of backend `i`.
@@ -309,6 +322,10 @@ pub struct Pool<P: Policy> {
 pub struct PoolBuilder<P: Policy> {
     policy: P,
     clock: Arc<dyn Clock>,
+    random: Arc<dyn RandomSource>,
+    slow_start: Option<SlowStart>,
+    latency: LatencyEwma,
+    all_down: AllDown,
     observer: Option<Observer>,
 }
 
@@ -316,6 +333,53 @@ impl<P: Policy> PoolBuilder<P> {
     /// Uses `clock` for failure windows and every other time-based rule.
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Uses `random` for every random draw of the pool's picks (random
+    /// policies, power-of-d choices, slow start's admission). The default is
+    /// an OS-seeded [`SplitMix64`]; tests install a
+    /// [`Sequence`](crate::Sequence) to know every draw.
+    pub fn random(mut self, random: impl RandomSource) -> Self {
+        self.random = Arc::new(random);
+        self
+    }
+
+    /// Ramps backends that come back (added after the pool was built,
+    /// marked up again, or back from a failure timeout) from a minimum share
+    /// to full weight over a window, for every policy: see [`SlowStart`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use upstream::{Backend, ManualClock, Pool, RoundRobin, SlowStart};
+    ///
+    /// let pool = Pool::builder(RoundRobin)
+    ///     .clock(ManualClock::new(1_000))
+    ///     .slow_start(SlowStart::new(Duration::from_secs(30)).aggression(1.5))
+    ///     .build(vec![Backend::new("a:80")])
+    ///     .unwrap();
+    /// pool.add(Backend::new("b:80")).unwrap(); // "b:80" ramps for 30 s
+    /// ```
+    pub fn slow_start(mut self, slow_start: SlowStart) -> Self {
+        self.slow_start = Some(slow_start);
+        self
+    }
+
+    /// Sets how reported latencies feed each backend's estimate (decay time
+    /// constant, failure penalty): see [`LatencyEwma`]. Every pool keeps the
+    /// estimate; [`PeakEwma`](crate::PeakEwma) balances by it.
+    pub fn latency_ewma(mut self, latency: LatencyEwma) -> Self {
+        self.latency = latency;
+        self
+    }
+
+    /// Sets what happens when backends fail: [`AllDown::FailClosed`] (the
+    /// default: no pick once every candidate is failed out) or Envoy's panic
+    /// mode below a healthy share ([`AllDown::panic`]).
+    pub fn all_down(mut self, all_down: AllDown) -> Self {
+        self.all_down = all_down;
         self
     }
 
@@ -330,15 +394,30 @@ impl<P: Policy> PoolBuilder<P> {
     ///
     /// # Errors
     ///
-    /// [`BuildError`] naming the backend at fault.
+    /// [`BuildError`] naming the backend at fault, or the slow start
+    /// setting that is out of range.
     pub fn build(self, backends: impl IntoBackendSet) -> Result<Pool<P>, BuildError> {
         let set = backends.into_backend_set()?;
+        if let Some(slow_start) = &self.slow_start {
+            slow_start.validate()?;
+        }
+        self.latency.validate()?;
+        self.all_down.validate()?;
         let shared = Arc::new(PoolShared {
             clock: self.clock,
+            random: self.random,
+            slow_start: self.slow_start,
+            latency: self.latency,
+            all_down: self.all_down,
             total_active: AtomicU64::new(0),
             observer: self.observer,
         });
         let snap = Snapshot::build(self.policy, &set, None, &shared, 1)?;
+        for backend in snap.shared.iter() {
+            // Relaxed: published with the snapshot by the pool's creation.
+            // The first build's backends are warm: slow start skips them.
+            backend.live.up_since.store(0, Ordering::Relaxed);
+        }
         Ok(Pool {
             current: ArcSwap::from_pointee(snap),
             writer: Mutex::new(set),
@@ -367,6 +446,10 @@ impl<P: Policy> Pool<P> {
         PoolBuilder {
             policy,
             clock: Arc::new(MonotonicClock::new()),
+            random: Arc::new(SplitMix64::new()),
+            slow_start: None,
+            latency: LatencyEwma::new(),
+            all_down: AllDown::FailClosed,
             observer: None,
         }
     }

@@ -6,9 +6,10 @@
 use std::net::{IpAddr, Ipv4Addr};
 use upstream::policy::Policy;
 
+use upstream::envoy::{BoundedLoad, Maglev, RingHash};
 use upstream::{
-    Backend, BuildError, HaproxyChash, HaproxyMap, Key, LeastConn, ManualClock, Pool, RoundRobin,
-    StaticRr,
+    Backend, BuildError, HaproxyChash, HaproxyMap, IpHash, Ketama, Key, LeastConn, ManualClock,
+    NginxHash, NginxRandom, P2c, PeakEwma, Pool, Random, Rendezvous, RoundRobin, StaticRr,
 };
 
 const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
@@ -257,6 +258,94 @@ suite!(
     Case {
         policy: StaticRr::default(),
         key: Key::None,
+        backups: true
+    }
+);
+suite!(
+    random,
+    Case {
+        policy: Random,
+        key: Key::None,
+        backups: true
+    }
+);
+suite!(
+    p2c,
+    Case {
+        policy: P2c::new(),
+        key: Key::None,
+        backups: true
+    }
+);
+suite!(
+    peak_ewma,
+    Case {
+        policy: PeakEwma::new(),
+        key: Key::None,
+        backups: true
+    }
+);
+suite!(
+    nginx_random_two,
+    Case {
+        policy: NginxRandom::two(),
+        key: Key::None,
+        backups: false
+    }
+);
+suite!(
+    ip_hash,
+    Case {
+        policy: IpHash,
+        key: Key::Ip(CLIENT),
+        backups: false
+    }
+);
+suite!(
+    nginx_hash,
+    Case {
+        policy: NginxHash,
+        key: Key::Bytes(b"/cart?id=1"),
+        backups: false
+    }
+);
+suite!(
+    ketama,
+    Case {
+        policy: Ketama,
+        key: Key::Bytes(b"/cart?id=1"),
+        backups: false
+    }
+);
+suite!(
+    maglev,
+    Case {
+        policy: Maglev::new(),
+        key: Key::Hash(0x9e37_79b9_7f4a_7c15),
+        backups: true
+    }
+);
+suite!(
+    ring_hash,
+    Case {
+        policy: RingHash::new(),
+        key: Key::Hash(0x9e37_79b9_7f4a_7c15),
+        backups: true
+    }
+);
+suite!(
+    bounded_maglev,
+    Case {
+        policy: BoundedLoad::new(Maglev::new(), 150).unwrap(),
+        key: Key::Hash(42),
+        backups: true
+    }
+);
+suite!(
+    rendezvous,
+    Case {
+        policy: Rendezvous,
+        key: Key::Bytes(b"session-42"),
         backups: true
     }
 );

@@ -198,6 +198,10 @@ const WARNED: &[&str] = &[
 #[test]
 fn nginx_agrees() {
     if !nginx_available() {
+        assert!(
+            std::env::var_os("UPSTREAM_REQUIRE_INTEROP").is_none(),
+            "UPSTREAM_REQUIRE_INTEROP is set but `nginx` is not on PATH"
+        );
         eprintln!("nginx is not on PATH; skipping the comparison with nginx");
         return;
     }

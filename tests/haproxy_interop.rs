@@ -542,6 +542,10 @@ fn haproxy_missing() -> bool {
     if Command::new("haproxy").arg("-v").output().is_ok() {
         return false;
     }
+    assert!(
+        std::env::var_os("UPSTREAM_REQUIRE_INTEROP").is_none(),
+        "UPSTREAM_REQUIRE_INTEROP is set but `haproxy` is not on PATH"
+    );
     println!("skipping haproxy interop: no `haproxy` on PATH");
     true
 }

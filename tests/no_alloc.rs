@@ -3,8 +3,14 @@
 //! A counting global allocator (the `allocation-counter` crate) wraps each
 //! measured closure; the pool, keys and warm-up happen outside it.
 
+use std::net::{IpAddr, Ipv6Addr};
 use upstream::policy::Policy;
-use upstream::{Backend, Key, LeastConn, Pool, RoundRobin};
+
+use upstream::envoy::{BoundedLoad, Maglev, RingHash};
+use upstream::{
+    Backend, HaproxyChash, HaproxyMap, IpHash, Ketama, Key, LeastConn, NginxHash, NginxRandom, P2c,
+    PeakEwma, Pool, Random, Rendezvous, RoundRobin,
+};
 
 fn backends(n: usize) -> Vec<Backend> {
     (0..n)
@@ -53,4 +59,48 @@ fn round_robin() {
 #[test]
 fn least_conn() {
     assert_pick_allocates_nothing(LeastConn, Key::None);
+}
+
+const CLIENT: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 7));
+
+#[test]
+fn ip_hash() {
+    assert_pick_allocates_nothing(IpHash, Key::Ip(CLIENT));
+}
+
+#[test]
+fn nginx_hash() {
+    assert_pick_allocates_nothing(NginxHash, Key::Bytes(b"user-000000000000000042"));
+}
+
+#[test]
+fn ketama() {
+    assert_pick_allocates_nothing(Ketama, Key::Bytes(b"user-000000000000000042"));
+}
+
+#[test]
+fn nginx_random() {
+    assert_pick_allocates_nothing(NginxRandom::two(), Key::None);
+}
+
+#[test]
+fn random_p2c_and_peak_ewma() {
+    assert_pick_allocates_nothing(Random, Key::None);
+    assert_pick_allocates_nothing(P2c::new(), Key::None);
+    assert_pick_allocates_nothing(PeakEwma::new(), Key::None);
+}
+
+#[test]
+fn haproxy() {
+    assert_pick_allocates_nothing(HaproxyMap::uri(), Key::Bytes(b"/cart?id=1"));
+    assert_pick_allocates_nothing(HaproxyChash::source(), Key::Ip(CLIENT));
+}
+
+#[test]
+fn envoy_and_rendezvous() {
+    assert_pick_allocates_nothing(Maglev::new(), Key::Hash(0x9e37_79b9_7f4a_7c15));
+    assert_pick_allocates_nothing(RingHash::new(), Key::Hash(0x9e37_79b9_7f4a_7c15));
+    let bounded = BoundedLoad::new(Maglev::new(), 150).unwrap();
+    assert_pick_allocates_nothing(bounded, Key::Hash(7));
+    assert_pick_allocates_nothing(Rendezvous, Key::Bytes(b"session-42"));
 }

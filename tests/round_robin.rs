@@ -96,3 +96,18 @@ fn down_in_config_is_left_out_like_nginx() {
     p.set_down("b", true).unwrap();
     assert_eq!(sequence(&p, 6), "aaacaa");
 }
+
+#[test]
+fn panic_mode_keeps_rotating_when_everything_failed_out() {
+    use upstream::AllDown;
+    let p = Pool::builder(RoundRobin)
+        .clock(ManualClock::new(0))
+        .all_down(AllDown::panic(50))
+        .build(vec![Backend::new("a"), Backend::new("b")])
+        .unwrap();
+    for i in 0..2 {
+        let mut r = p.request(Key::None);
+        r.take(i).unwrap().failure();
+    }
+    assert_eq!(sequence(&p, 6), "ababab");
+}

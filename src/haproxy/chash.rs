@@ -134,6 +134,12 @@ impl Policy for HaproxyChash {
         "haproxy_chash"
     }
 
+    /// Slow start would move hashed keys for a while; HAProxy does not ramp
+    /// hash-balanced servers either.
+    fn ramp_mode(&self) -> crate::policy::RampMode {
+        crate::policy::RampMode::Off
+    }
+
     fn validate(&self, set: &BackendSet) -> Result<(), BuildError> {
         if self.balance_factor != 0 && self.balance_factor <= 100 {
             return Err(BuildError::Policy {

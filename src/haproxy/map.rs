@@ -111,6 +111,12 @@ impl Policy for HaproxyMap {
         "haproxy_map"
     }
 
+    /// Slow start would move hashed keys for a while; HAProxy does not ramp
+    /// hash-balanced servers either.
+    fn ramp_mode(&self) -> crate::policy::RampMode {
+        crate::policy::RampMode::Off
+    }
+
     fn validate(&self, set: &BackendSet) -> Result<(), BuildError> {
         check_weights(set, self.name())
     }

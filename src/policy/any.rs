@@ -3,7 +3,10 @@
 use crate::backend::{Backend, BackendSet};
 use crate::config::{Method, UpstreamConfig};
 use crate::error::BuildError;
-use crate::policy::{Candidates, Key, LeastConn, Policy, RoundRobin};
+use crate::policy::{
+    Candidates, IpHash, Ketama, Key, LeastConn, NginxHash, NginxRandom, P2c, PeakEwma, Policy,
+    RampMode, Random, RoundRobin,
+};
 use crate::pool::Pool;
 
 /// Defines `AnyPolicy`, its table and its state over a list of policies,
@@ -68,6 +71,12 @@ macro_rules! any_policy {
                 }
             }
 
+            fn ramp_mode(&self) -> RampMode {
+                match self {
+                    $(AnyPolicy::$variant(p) => p.ramp_mode(),)*
+                }
+            }
+
             fn build(&self, tier: &[Backend], prev: Option<&AnyTable>) -> Result<AnyTable, BuildError> {
                 match self {
                     $(AnyPolicy::$variant(p) => {
@@ -103,6 +112,30 @@ any_policy! {
     RoundRobin(RoundRobin),
     /// nginx's `least_conn`.
     LeastConn(LeastConn),
+    /// nginx's `ip_hash`.
+    IpHash(IpHash),
+    /// nginx's `hash $key`.
+    Hash(NginxHash),
+    /// nginx's `hash $key consistent` (ketama).
+    Ketama(Ketama),
+    /// nginx's `random [two [least_conn]]`.
+    NginxRandom(NginxRandom),
+    /// Weighted random.
+    Random(Random),
+    /// Power of d choices over active requests per weight.
+    P2c(P2c),
+    /// Power of d choices over peak-EWMA latency.
+    PeakEwma(PeakEwma),
+    /// Envoy's Maglev.
+    Maglev(crate::envoy::Maglev),
+    /// Envoy's ring hash.
+    RingHash(crate::envoy::RingHash),
+    /// Envoy's Maglev with bounded loads.
+    BoundedMaglev(crate::envoy::BoundedLoad<crate::envoy::Maglev>),
+    /// Envoy's ring hash with bounded loads.
+    BoundedRingHash(crate::envoy::BoundedLoad<crate::envoy::RingHash>),
+    /// Weighted rendezvous hashing.
+    Rendezvous(crate::policy::Rendezvous),
     /// HAProxy's `hash-type map-based`.
     HaproxyMap(crate::haproxy::HaproxyMap),
     /// HAProxy's `hash-type consistent`.
@@ -125,18 +158,20 @@ impl From<LeastConn> for AnyPolicy {
 
 impl AnyPolicy {
     /// The policy for a config file's load-balancing method.
-    ///
-    /// # Errors
-    ///
-    /// [`BuildError::Policy`] for a method this crate does not implement.
-    pub fn for_method(method: &Method) -> Result<AnyPolicy, BuildError> {
+    pub fn for_method(method: &Method) -> AnyPolicy {
         match method {
-            Method::RoundRobin => Ok(RoundRobin.into()),
-            Method::LeastConn => Ok(LeastConn.into()),
-            other => Err(BuildError::Policy {
-                policy: "config",
-                reason: format!("method {other:?} is not available in this build"),
-            }),
+            Method::RoundRobin => RoundRobin.into(),
+            Method::LeastConn => LeastConn.into(),
+            Method::IpHash => AnyPolicy::IpHash(IpHash),
+            Method::Hash {
+                consistent: false, ..
+            } => AnyPolicy::Hash(NginxHash),
+            Method::Hash {
+                consistent: true, ..
+            } => AnyPolicy::Ketama(Ketama),
+            // nginx's `two least_conn` picks exactly as `two` does.
+            Method::Random { two: false, .. } => AnyPolicy::NginxRandom(NginxRandom::plain()),
+            Method::Random { two: true, .. } => AnyPolicy::NginxRandom(NginxRandom::two()),
         }
     }
 }
@@ -150,7 +185,7 @@ impl Pool<AnyPolicy> {
     /// servers with a hash method).
     pub fn from_config(config: &UpstreamConfig) -> Result<Self, BuildError> {
         Pool::new(
-            AnyPolicy::for_method(config.method())?,
+            AnyPolicy::for_method(config.method()),
             config.backends().clone(),
         )
     }
@@ -163,7 +198,7 @@ impl Pool<AnyPolicy> {
     /// [`BuildError`]; the pool then keeps serving from its current snapshot.
     pub fn reload(&self, config: &UpstreamConfig) -> Result<(), BuildError> {
         self.reconfigure(
-            AnyPolicy::for_method(config.method())?,
+            AnyPolicy::for_method(config.method()),
             config.backends().clone(),
         )
     }

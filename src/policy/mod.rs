@@ -39,21 +39,40 @@
 
 use std::cell::Cell;
 use std::net::IpAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::backend::Backend;
 use crate::clock::Clock;
 use crate::error::BuildError;
-use crate::live::Shared;
+use crate::live::{PoolShared, Shared};
+use crate::random::{RandomSource, SplitMix64};
+use crate::slow_start::RAMP_ONE;
 use crate::tried::TriedSet;
 
 mod any;
+mod choices;
+mod hash;
+mod ip_hash;
+mod ketama;
 mod least_conn;
+mod nginx_common;
+mod nginx_random;
+mod peak_ewma;
+mod random;
+mod rendezvous;
 mod round_robin;
 
 pub use any::{AnyPolicy, AnyState, AnyTable};
-
+pub use choices::{P2c, MAX_CHOICES};
+pub use hash::{HashState, HashTable, NginxHash};
+pub use ip_hash::{IpHash, IpHashState, IpHashTable};
+pub use ketama::{Ketama, KetamaState, KetamaTable, MAX_POINTS, POINTS_PER_WEIGHT};
 pub use least_conn::LeastConn;
+pub use nginx_random::{NginxRandom, NginxRandomTable, Tries};
+pub use peak_ewma::PeakEwma;
+pub use random::{Random, RandomTable};
+pub use rendezvous::{Rendezvous, RendezvousTable};
 pub use round_robin::{RoundRobin, RoundRobinTable};
 
 /// A balancing policy: a table built per snapshot, and a pick from it.
@@ -108,6 +127,29 @@ pub trait Policy: Clone + Send + Sync + 'static {
         key: Key<'_>,
         state: &mut Self::State,
     ) -> Option<usize>;
+
+    /// How the pool's [slow start](crate::SlowStart) reaches this policy.
+    /// The default, [`RampMode::Admission`], suits any policy; policies that
+    /// weigh backends at pick time read
+    /// [`Candidates::effective_weight`] and say [`RampMode::Weights`].
+    fn ramp_mode(&self) -> RampMode {
+        RampMode::Admission
+    }
+}
+
+/// How slow start reaches a policy's picks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RampMode {
+    /// The pool keeps the policy's choice of a ramping backend with
+    /// probability equal to its ramp factor (one draw from the pool's random
+    /// source), and otherwise asks the policy again with that backend
+    /// skipped for this pick. For policies with static tables.
+    Admission,
+    /// The policy reads [`Candidates::effective_weight`] itself.
+    Weights,
+    /// Slow start does not apply: for hash policies, where moving a key
+    /// even for one request would break affinity.
+    Off,
 }
 
 /// What a request is keyed by.
@@ -162,7 +204,15 @@ pub struct Candidates<'a> {
     tried: &'a TriedSet,
     clock: &'a dyn Clock,
     now: Cell<Option<u64>>,
+    pool: Option<&'a PoolShared>,
+    /// Backends slow start's admission turned down during this pick.
+    skipped: &'a [usize],
+    /// The tier panics: failed-out backends count as available.
+    panic: bool,
 }
+
+/// The source of candidates built outside a pool (unit tests of tables).
+static DETACHED_RANDOM: SplitMix64 = SplitMix64::with_seed(0);
 
 impl<'a> Candidates<'a> {
     pub(crate) fn new(
@@ -179,6 +229,49 @@ impl<'a> Candidates<'a> {
             tried,
             clock,
             now: Cell::new(None),
+            pool: None,
+            skipped: &[],
+            panic: false,
+        }
+    }
+
+    /// The same candidates with failures ignored (panic mode).
+    pub(crate) fn panicking(mut self, panic: bool) -> Self {
+        self.panic = panic;
+        self
+    }
+
+    /// True while the pool panics over this tier (see
+    /// [`AllDown`](crate::AllDown)): failed-out backends count as usable.
+    #[inline]
+    pub fn is_panicking(&self) -> bool {
+        self.panic
+    }
+
+    /// The same candidates with `skipped` (tier indices) treated as tried.
+    pub(crate) fn skipping(mut self, skipped: &'a [usize]) -> Self {
+        self.skipped = skipped;
+        self
+    }
+
+    /// The same candidates, drawing randomness (and later slow start and
+    /// panic settings) from `pool`.
+    pub(crate) fn in_pool(mut self, pool: &'a PoolShared) -> Self {
+        self.pool = Some(pool);
+        self
+    }
+
+    /// A uniformly distributed number from the pool's
+    /// [`RandomSource`].
+    ///
+    /// # Complexity
+    ///
+    /// One call of the source: one atomic add for the default generator.
+    #[inline]
+    pub fn random(&self) -> u64 {
+        match self.pool {
+            Some(pool) => pool.random.next_u64(),
+            None => DETACHED_RANDOM.next_u64(),
         }
     }
 
@@ -216,19 +309,84 @@ impl<'a> Candidates<'a> {
         self.shared.get(i).map_or(0, |s| s.active())
     }
 
+    /// Active (unreleased) picks over the whole pool, every tier included
+    /// (0 when this tier is empty). Envoy's bounded loads compare a host's
+    /// count with this cluster-wide total.
+    #[inline]
+    pub fn total_active(&self) -> u64 {
+        // Relaxed: a gauge; a stale read shifts one load bound by a request.
+        self.shared.first().map_or(0, |s| {
+            s.pool
+                .total_active
+                .load(std::sync::atomic::Ordering::Relaxed)
+        })
+    }
+
     pub(crate) fn live(&self, i: usize) -> &crate::live::Live {
         &self.shared[i].live
     }
 
-    /// True when backend `i` was already tried for this request.
+    /// True when backend `i` was already tried for this request (or, within
+    /// one pick, turned down by slow start's admission).
     #[inline]
     pub fn is_tried(&self, i: usize) -> bool {
-        self.tried.contains(self.offset + i)
+        self.tried.contains(self.offset + i) || self.skipped.contains(&i)
+    }
+
+    /// Backend `i`'s latency estimate in ns now (see
+    /// [`LatencyEwma`](crate::LatencyEwma)), or `None` before its first
+    /// reported response (and when `i` is out of range).
+    ///
+    /// # Complexity
+    ///
+    /// O(1): two atomic loads, the pick's clock read and one `exp`.
+    #[inline]
+    pub fn latency_ns(&self, i: usize) -> Option<f64> {
+        self.shared.get(i)?.latency_ns(self.now_ms())
+    }
+
+    /// Backend `i`'s slow start factor now, in units of 1/65536 of its
+    /// weight: [`RAMP_ONE`] for a warm backend or when the pool has no slow
+    /// start (0 if `i` is out of range).
+    ///
+    /// # Complexity
+    ///
+    /// O(1): one atomic load, and for a ramping backend the pick's clock
+    /// read and [`SlowStart::factor`](crate::SlowStart::factor).
+    #[inline]
+    pub fn ramp(&self, i: usize) -> u32 {
+        let Some(shared) = self.shared.get(i) else {
+            return 0;
+        };
+        let Some(slow_start) = self.pool.and_then(|p| p.slow_start.as_ref()) else {
+            return RAMP_ONE;
+        };
+        // Relaxed: a timestamp read alone; a stale value shifts one ramp step.
+        let up_since = shared.live.up_since.load(Ordering::Relaxed);
+        if up_since == 0 {
+            return RAMP_ONE;
+        }
+        slow_start.factor(self.now_ms().saturating_sub(up_since))
+    }
+
+    /// Backend `i`'s weight as slow start scales it, in units of 1/65536:
+    /// `weight × ramp(i)`. Equal to `weight << 16` for a warm backend, and
+    /// positive for any ramping backend of positive weight, so even a
+    /// weight-1 backend ramps smoothly. Policies that compare loads against
+    /// weights at pick time read this instead of [`weight`](Self::weight).
+    ///
+    /// # Complexity
+    ///
+    /// That of [`ramp`](Self::ramp).
+    #[inline]
+    pub fn effective_weight(&self, i: usize) -> u64 {
+        u64::from(self.weight(i)) * u64::from(self.ramp(i))
     }
 
     /// Backend `i` can serve this request: in range, not down, not failed
-    /// out, below `max_conns` and not yet tried. A draining or weight-0
-    /// backend is usable, so that sticky sessions bound to it stay.
+    /// out (unless the tier panics), below `max_conns` and not yet tried. A
+    /// draining or weight-0 backend is usable, so that sticky sessions bound
+    /// to it stay.
     #[inline]
     pub fn is_usable(&self, i: usize) -> bool {
         let (Some(spec), Some(shared)) = (self.specs.get(i), self.shared.get(i)) else {
@@ -237,7 +395,7 @@ impl<'a> Candidates<'a> {
         !spec.down
             && !self.is_tried(i)
             && (spec.max_conns == 0 || shared.active() < spec.max_conns)
-            && !shared.failed_out(spec, || self.now_ms())
+            && (self.panic || !shared.failed_out(spec, || self.now_ms()))
     }
 
     /// Backend `i` can take a new client: usable, not draining, and of

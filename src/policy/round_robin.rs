@@ -97,7 +97,8 @@ impl RoundRobinTable {
         if len == 0 {
             return None;
         }
-        for _ in 0..=MAX_SKIPS {
+        let tries = MAX_SKIPS + 1;
+        for _ in 0..tries {
             // Relaxed: the cursor only spreads picks; it guards no other data.
             let n = self.cursor.fetch_add(1, Ordering::Relaxed);
             let i = self.schedule[(n % len) as usize] as usize;
@@ -105,7 +106,15 @@ impl RoundRobinTable {
                 return Some(i);
             }
         }
-        smooth_among_available(c)
+        let fallback = smooth_among_available(c);
+        if fallback.is_none() {
+            // Give back the slots of a fruitless pass, so that a pass that
+            // finds nothing (everything out, then a panic-mode retry) does not
+            // shift the rotation by a fixed stride and starve a backend.
+            // Relaxed: as above.
+            self.cursor.fetch_sub(tries as u64, Ordering::Relaxed);
+        }
+        fallback
     }
 }
 
@@ -308,11 +317,9 @@ mod tests {
         let tried = crate::tried::TriedSet::default();
         let clock = crate::clock::ManualClock::new(0);
         let specs = tier(&[1, 1, 1]);
-        let pool = std::sync::Arc::new(crate::live::PoolShared {
-            clock: std::sync::Arc::new(clock.clone()),
-            total_active: AtomicU64::new(0),
-            observer: None,
-        });
+        let pool = std::sync::Arc::new(crate::live::PoolShared::new(std::sync::Arc::new(
+            clock.clone(),
+        )));
         let shared: Vec<_> = specs
             .iter()
             .map(|b| crate::live::Shared::new(b, &pool))

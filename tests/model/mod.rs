@@ -712,8 +712,8 @@ impl Checker {
 /// nginx's smooth weighted round robin, its O(n) loop run for one period
 /// (down servers left out), read at a cursor shared across swaps; a slot
 /// whose server cannot serve is skipped by taking the next one, at most
-/// 17 slots, then nginx's loop over the available servers (the crate's
-/// documented rule).
+/// 17 slots, then nginx's loop over the available servers; a pass that
+/// finds nothing gives its 17 slots back (the crate's documented rules).
 pub struct RoundRobinRef;
 
 pub struct RrTable {
@@ -767,7 +767,12 @@ impl Reference for RoundRobinRef {
             }
         }
         let available: Vec<usize> = (0..view.len()).filter(|&i| view.available(i)).collect();
-        smooth_round_robin(view, &available)
+        let fallback = smooth_round_robin(view, &available);
+        if fallback.is_none() {
+            // A fruitless pass gives its 17 slots back.
+            t.cursor.set(t.cursor.get().wrapping_sub(17));
+        }
+        fallback
     }
 }
 
