@@ -25,9 +25,13 @@ use std::time::Duration;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
+use upstream::envoy::{BoundedLoad, Maglev, RingHash};
 use upstream::haproxy::{HaproxyChash, HaproxyMap, StaticRr};
 use upstream::policy::Policy;
-use upstream::{Backend, Key, LeastConn, ManualClock, Pool, RoundRobin};
+use upstream::{
+    Backend, IpHash, Ketama, Key, LeastConn, ManualClock, NginxHash, NginxRandom, P2c, PeakEwma,
+    Pool, Random, Rendezvous, RoundRobin,
+};
 
 mod model;
 use model::*;
@@ -57,7 +61,7 @@ fn config(default: u32) -> ProptestConfig {
 
 /// One backend of a generated set, before identities are made unique.
 fn backend(backups: bool) -> impl Strategy<Value = Backend> {
-    let weight = prop_oneof![1 => Just(0u32), 6 => 1u32..=5, 3 => 1u32..=100];
+    let weight = prop_oneof![1 => Just(0u32), 6 => 1u32..=5, 3 => 1u32..=30];
     let max_conns = prop_oneof![4 => Just(0u32), 1 => 1u32..=3];
     let max_fails = prop_oneof![3 => Just(1u32), 1 => Just(0u32), 1 => 2u32..=3];
     let flags = (
@@ -189,12 +193,14 @@ fn owners<P: Policy>(pool: &Pool<P>, keys: &[Key<'_>]) -> Vec<Option<String>> {
         .collect()
 }
 
-/// A set for the hash properties: no backups, no limits, some weight 0
-/// and some down.
+/// A set for the hash properties: no backups, no limits, some weight 0.
+/// None is down to begin with: nginx's hashes fall back to round robin
+/// for a key whose rehashes keep landing on a down server (its running
+/// hash can reach a fixed point), so such a key has no fixed home while
+/// its server is down, in nginx as here.
 fn hash_set() -> impl Strategy<Value = Vec<Backend>> {
     let weight = prop_oneof![1 => Just(0u32), 8 => 1u32..=5];
-    let backend = (0u16..250, weight, prop::bool::weighted(0.1))
-        .prop_map(|(slot, w, down)| Backend::new(address(slot)).weight(w).down(down));
+    let backend = (0u16..250, weight).prop_map(|(slot, w)| Backend::new(address(slot)).weight(w));
     prop::collection::vec(backend, 1..=40).prop_map(|mut set| {
         let mut seen = std::collections::HashSet::new();
         set.retain(|b| seen.insert(b.id.clone()));
@@ -376,6 +382,22 @@ fn consistent_moves<P: Policy, R>(spec: Spec<P, R>, consistent: &Consistent) {
 // The suite, one line per policy
 
 macro_rules! properties {
+    (random $name:ident, $spec:expr) => {
+        mod $name {
+            use super::*;
+
+            proptest! {
+                #![proptest_config(config(64))]
+
+                #[test]
+                fn operations_never_give_a_wrong_answer(
+                    (set, ops) in (backend_set($spec.backups, 200), ops($spec.backups))
+                ) {
+                    run_ops($spec, set, ops).map_err(TestCaseError::fail)?;
+                }
+            }
+        }
+    };
     (hashed $name:ident, $spec:expr, $hashed:expr $(, $consistent:expr)?) => {
         mod $name {
             use super::*;
@@ -541,5 +563,201 @@ properties!(
         weight: 64,
         bound: 1.25,
         numeric_ids: true,
+    }
+);
+
+properties!(
+    random random,
+    Spec {
+        policy: Random,
+        reference: NoReference,
+        backups: true,
+        keys: Keys::None,
+        picks_drained: false,
+    }
+);
+
+properties!(
+    random p2c,
+    Spec {
+        policy: P2c::new(),
+        reference: NoReference,
+        backups: true,
+        keys: Keys::None,
+        picks_drained: false,
+    }
+);
+
+properties!(
+    random peak_ewma,
+    Spec {
+        policy: PeakEwma::new(),
+        reference: NoReference,
+        backups: true,
+        keys: Keys::None,
+        picks_drained: false,
+    }
+);
+
+properties!(
+    random nginx_random,
+    Spec {
+        policy: NginxRandom::plain(),
+        reference: NoReference,
+        backups: false,
+        keys: Keys::None,
+        picks_drained: false,
+    }
+);
+
+properties!(
+    random nginx_random_two,
+    Spec {
+        policy: NginxRandom::two(),
+        reference: NoReference,
+        backups: false,
+        keys: Keys::None,
+        picks_drained: false,
+    }
+);
+
+properties!(
+    hashed ip_hash,
+    Spec {
+        policy: IpHash,
+        reference: NoReference,
+        backups: false,
+        keys: Keys::Ip,
+        picks_drained: false,
+    },
+    Hashed {
+        down_moves_only_its_keys: true,
+        // Sampling error of a 10% share over 20 000 keys is 2.1% (relative,
+        // one sigma); nginx's 113/6271 hash spreads these addresses evenly:
+        // measured at most 1.0%.
+        share_tolerance: 0.05,
+        share_scale: 1,
+    }
+);
+
+properties!(
+    hashed nginx_hash,
+    Spec {
+        policy: NginxHash,
+        reference: NoReference,
+        backups: false,
+        keys: Keys::Bytes,
+        picks_drained: false,
+    },
+    Hashed {
+        down_moves_only_its_keys: true,
+        // CRC-32 keys: sampling error only (2.1% at a 10% share, one sigma);
+        // 10% is near five sigma. Measured at most 3.3%.
+        share_tolerance: 0.1,
+        share_scale: 1,
+    }
+);
+
+properties!(
+    hashed ketama,
+    Spec {
+        policy: Ketama,
+        reference: NoReference,
+        backups: false,
+        keys: Keys::Bytes,
+        picks_drained: false,
+    },
+    Hashed {
+        down_moves_only_its_keys: true,
+        // 160 points per unit of weight: a server's arc varies by about
+        // 1/sqrt(160) = 8%; 30% is the 7%-13% band for 10 servers.
+        // Measured at most 13.4%.
+        share_tolerance: 0.3,
+        share_scale: 1,
+    },
+    Consistent {
+        weight: 1,
+        bound: 1.25,
+        numeric_ids: false,
+    }
+);
+
+properties!(
+    hashed rendezvous,
+    Spec {
+        policy: Rendezvous,
+        reference: NoReference,
+        backups: true,
+        keys: Keys::Bytes,
+        picks_drained: false,
+    },
+    Hashed {
+        down_moves_only_its_keys: true,
+        // Scores are independent per key: sampling error only (2.1% at a 10%
+        // share); measured at most 3.3%.
+        share_tolerance: 0.1,
+        share_scale: 1,
+    },
+    Consistent {
+        weight: 1,
+        bound: 1.25,
+        numeric_ids: false,
+    }
+);
+
+properties!(
+    hashed maglev,
+    Spec {
+        // A smaller prime table than Envoy's default 65 537 keeps debug
+        // builds of it fast; the properties do not depend on the size.
+        policy: Maglev::with_table_size(4099).unwrap(),
+        reference: NoReference,
+        backups: true,
+        keys: Keys::Hash,
+        picks_drained: false,
+    },
+    Hashed {
+        down_moves_only_its_keys: false,
+        // Maglev balances its table's slots to within one slot per host;
+        // the rest is sampling error (2.1% at a 10% share, one sigma).
+        // Measured at most 3.9%.
+        share_tolerance: 0.1,
+        share_scale: 1,
+    }
+);
+
+properties!(
+    hashed ring_hash,
+    Spec {
+        policy: RingHash::new(),
+        reference: NoReference,
+        backups: true,
+        keys: Keys::Bytes,
+        picks_drained: false,
+    },
+    Hashed {
+        down_moves_only_its_keys: false,
+        // Envoy's minimum ring of 1024 entries gives 10 hosts about 100 each,
+        // so a host's arc varies by about 10%; measured at most 13.5%.
+        share_tolerance: 0.3,
+        share_scale: 1,
+    }
+);
+
+properties!(
+    hashed bounded_maglev,
+    Spec {
+        policy: BoundedLoad::new(Maglev::with_table_size(4099).unwrap(), 150).unwrap(),
+        reference: NoReference,
+        backups: true,
+        keys: Keys::Ip,
+        picks_drained: false,
+    },
+    Hashed {
+        down_moves_only_its_keys: false,
+        // As Maglev: picks are released, so no bound is ever reached.
+        // Measured at most 3.9%.
+        share_tolerance: 0.1,
+        share_scale: 1,
     }
 );
