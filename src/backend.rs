@@ -53,8 +53,11 @@ pub const MAX_BACKENDS: usize = 1 << 20;
 pub struct Backend {
     /// The address or name exactly as written.
     pub id: String,
-    /// Relative share of traffic. 0 means the backend takes no new traffic
-    /// (it is drained) but keeps its place, so hash keys do not move.
+    /// Relative share of traffic. 0 means the backend takes no new traffic.
+    /// A weight change reshapes the hash tables: under `ip_hash`, `hash`,
+    /// HAProxy's map and Envoy's tables other backends' keys move too. To
+    /// take a backend out without moving other keys, set
+    /// [`drain`](Backend::drain) instead.
     #[serde(default = "default_weight")]
     pub weight: u32,
     /// Failures within `fail_timeout` that make the backend unavailable.
@@ -69,8 +72,10 @@ pub struct Backend {
     /// Most connections at once; 0 means unlimited.
     #[serde(default)]
     pub max_conns: u32,
-    /// Marked down by the operator: never picked, but it keeps its place
-    /// in hash tables so that no other key moves.
+    /// Marked down by the operator: never picked. nginx's hashes,
+    /// rendezvous and HAProxy's consistent hashing keep its place, so no
+    /// other key moves; Envoy's Maglev and ring hash and HAProxy's map leave
+    /// it out of their tables, as those programs do, which moves some.
     #[serde(default)]
     pub down: bool,
     /// Serves only when no primary backend is available.

@@ -121,7 +121,8 @@ impl Shared {
     pub(crate) fn new(spec: &Backend, pool: &Arc<PoolShared>) -> Arc<Shared> {
         let live = Live::default();
         // Relaxed: the value is published by the Arc that carries it.
-        live.up_since.store(pool.clock.now_ms(), Ordering::Relaxed);
+        live.up_since
+            .store(up_since_now(&*pool.clock), Ordering::Relaxed);
         Arc::new(Shared {
             id: spec.id.clone().into_boxed_str(),
             addr: spec.socket_addr(),
@@ -257,7 +258,7 @@ impl Shared {
             let before = live.fails.swap(0, Ordering::Relaxed);
             if max_fails != 0 && before >= max_fails {
                 live.up_since
-                    .store(self.pool.clock.now_ms(), Ordering::Relaxed);
+                    .store(up_since_now(&*self.pool.clock), Ordering::Relaxed);
                 self.pool.emit(Event::BackUp {
                     id: self.id.to_string(),
                 });
@@ -302,6 +303,12 @@ impl Shared {
         let estimate = f64::from_bits(self.live.latency_bits.load(Ordering::Relaxed));
         Some(self.pool.latency.decayed(estimate, now.saturating_sub(at)))
     }
+}
+
+/// The clock's time as an `up_since` value: at least 1, since 0 marks the
+/// warm backends of a pool's first build.
+pub(crate) fn up_since_now(clock: &dyn Clock) -> u64 {
+    clock.now_ms().max(1)
 }
 
 pub(crate) fn fail_timeout_ms(spec: &Backend) -> u64 {

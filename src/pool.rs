@@ -7,7 +7,7 @@
 //! with one store, so a reader never sees new backends with old tables.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -17,7 +17,7 @@ use crate::backend::{Backend, BackendSet, IntoBackendSet};
 use crate::clock::{Clock, MonotonicClock};
 use crate::error::BuildError;
 use crate::latency::LatencyEwma;
-use crate::live::{Event, Observer, PoolShared, Shared};
+use crate::live::{up_since_now, Event, Observer, PoolShared, Shared};
 use crate::panic::AllDown;
 use crate::pick::{self, Pick, Request};
 use crate::policy::{Candidates, Key, Policy};
@@ -196,6 +196,7 @@ impl<P: Policy> Snapshot<P> {
         policy: P,
         set: &BackendSet,
         prev: Option<&Snapshot<P>>,
+        retired: &Retired,
         pool: &Arc<PoolShared>,
         generation: u64,
     ) -> Result<Self, BuildError> {
@@ -221,7 +222,10 @@ impl<P: Policy> Snapshot<P> {
             .iter()
             .map(|b| match old.get(b.id.as_str()) {
                 Some(s) => Arc::clone(s),
-                None => Shared::new(b, pool),
+                None => retired
+                    .get(b.id.as_str())
+                    .and_then(Weak::upgrade)
+                    .unwrap_or_else(|| Shared::new(b, pool)),
             })
             .collect();
         let specs: Box<[Backend]> = ordered.into_iter().cloned().collect();
@@ -276,6 +280,9 @@ fn sticky_server_id(b: &Backend) -> Box<str> {
         .into_boxed_str()
 }
 
+/// Live state of removed backends, kept while picks on them are held.
+type Retired = ahash::AHashMap<Box<str>, Weak<Shared>>;
+
 /// A pool of backends shared across threads, balanced by policy `P`.
 ///
 /// # Examples
@@ -300,6 +307,9 @@ pub struct Pool<P: Policy> {
     current: ArcSwap<Snapshot<P>>,
     /// Serializes writers and holds the set as configured (config order).
     writer: Mutex<BackendSet>,
+    /// Removed backends, by identity, while a pick on them is still held.
+    /// Locked only under `writer`.
+    retired: Mutex<Retired>,
     shared: Arc<PoolShared>,
     generation: AtomicU64,
 }
@@ -412,7 +422,7 @@ impl<P: Policy> PoolBuilder<P> {
             total_active: AtomicU64::new(0),
             observer: self.observer,
         });
-        let snap = Snapshot::build(self.policy, &set, None, &shared, 1)?;
+        let snap = Snapshot::build(self.policy, &set, None, &Retired::default(), &shared, 1)?;
         for backend in snap.shared.iter() {
             // Relaxed: published with the snapshot by the pool's creation.
             // The first build's backends are warm: slow start skips them.
@@ -421,6 +431,7 @@ impl<P: Policy> PoolBuilder<P> {
         Ok(Pool {
             current: ArcSwap::from_pointee(snap),
             writer: Mutex::new(set),
+            retired: Mutex::new(Retired::default()),
             shared,
             generation: AtomicU64::new(1),
         })
@@ -598,7 +609,24 @@ impl<P: Policy> Pool<P> {
         // Relaxed: generations are only compared for equality and order
         // under the writer lock.
         let generation = self.generation.load(Ordering::Relaxed) + 1;
-        let snap = Snapshot::build(policy, &set, Some(&prev), &self.shared, generation)?;
+        let mut retired = self.retired.lock();
+        let snap = Snapshot::build(
+            policy,
+            &set,
+            Some(&prev),
+            &retired,
+            &self.shared,
+            generation,
+        )?;
+        // Backends removed while picks on them are held keep their live
+        // state here, so that adding one back does not reset its counts.
+        retired.retain(|id, weak| weak.strong_count() > 0 && snap.index_of(id).is_none());
+        for (spec, shared) in prev.specs.iter().zip(prev.shared.iter()) {
+            if snap.index_of(&spec.id).is_none() {
+                retired.insert(spec.id.clone().into_boxed_str(), Arc::downgrade(shared));
+            }
+        }
+        drop(retired);
         let backends = snap.len();
         let was_down: ahash::AHashSet<&str> = prev
             .specs
@@ -612,7 +640,7 @@ impl<P: Policy> Pool<P> {
                 shared
                     .live
                     .up_since
-                    .store(self.shared.clock.now_ms(), Ordering::Relaxed);
+                    .store(up_since_now(&*self.shared.clock), Ordering::Relaxed);
             }
         }
         self.current.store(Arc::new(snap));

@@ -3,13 +3,14 @@
 /// Indices tried for one request, without allocating in any common case:
 /// indices below 256 live in inline bits, and up to eight larger ones in an
 /// inline list; only a request that tries more than eight backends at index
-/// 256 or above spills to the heap.
+/// 256 or above spills to a heap bitset. Lookups are O(1) in every case.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct TriedSet {
     bits: [u64; 4],
     far: [usize; 8],
     far_len: usize,
-    spill: Vec<usize>,
+    /// Bits for indices from 256 up, once the inline list is full.
+    spill: Vec<u64>,
 }
 
 impl TriedSet {
@@ -19,7 +20,12 @@ impl TriedSet {
         if i < Self::INLINE_BITS {
             return self.bits[i / 64] & (1 << (i % 64)) != 0;
         }
-        self.far[..self.far_len].contains(&i) || self.spill.contains(&i)
+        let bit = i - Self::INLINE_BITS;
+        let spilled = self
+            .spill
+            .get(bit / 64)
+            .is_some_and(|w| w & (1 << (bit % 64)) != 0);
+        spilled || self.far[..self.far_len].contains(&i)
     }
 
     pub(crate) fn insert(&mut self, i: usize) {
@@ -30,7 +36,11 @@ impl TriedSet {
                 self.far[self.far_len] = i;
                 self.far_len += 1;
             } else {
-                self.spill.push(i);
+                let bit = i - Self::INLINE_BITS;
+                if self.spill.len() <= bit / 64 {
+                    self.spill.resize(bit / 64 + 1, 0);
+                }
+                self.spill[bit / 64] |= 1 << (bit % 64);
             }
         }
     }
@@ -50,7 +60,8 @@ mod tests {
             t.insert(i);
             assert!(t.contains(i));
         }
-        assert_eq!((t.far_len, t.spill.len()), (8, 4));
+        assert_eq!(t.far_len, 8);
+        assert_eq!(t.spill.iter().map(|w| w.count_ones()).sum::<u32>(), 4);
         assert!(!t.contains(1) && !t.contains(256) && !t.contains(301));
     }
 }

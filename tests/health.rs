@@ -230,3 +230,27 @@ fn events_report_state_changes() {
         ]
     );
 }
+
+#[test]
+fn removing_and_adding_back_keeps_held_counts() {
+    let (pool, _clock) = pool_with(vec![Backend::new("a").max_conns(1), Backend::new("b")]);
+    let held = pool.pick(Key::None).unwrap();
+    assert_eq!(held.id(), "a");
+    pool.remove("a").unwrap();
+    pool.add(Backend::new("a").max_conns(1)).unwrap();
+    let snap = pool.snapshot();
+    assert_eq!(
+        snap.active(snap.index_of("a").unwrap()),
+        1,
+        "the held pick still counts"
+    );
+    let s: Vec<_> = (0..3).map(|_| pick_id(&pool).unwrap()).collect();
+    assert_eq!(s, ["b", "b", "b"], "a is still at max_conns");
+    drop(held);
+    assert_eq!(snap.active(snap.index_of("a").unwrap()), 0);
+    // Once nothing holds it, a removed backend comes back fresh.
+    pool.remove("a").unwrap();
+    pool.add(Backend::new("a")).unwrap();
+    let snap = pool.snapshot();
+    assert_eq!(snap.active(snap.index_of("a").unwrap()), 0);
+}

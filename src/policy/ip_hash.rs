@@ -38,8 +38,9 @@ const SEED: u32 = 89;
 /// - nginx refuses `backup` only when `ip_hash` comes before the `server`
 ///   lines, and otherwise accepts backups it may then use through round
 ///   robin; this policy refuses a backup server in every case.
-/// - A weight-0 (drained) backend keeps no share of the hash space, so its
-///   clients move; nginx has no weight 0.
+/// - A weight-0 backend keeps no share of the hash space, and the total
+///   weight shrinks, so its clients move and so do most others'; nginx has
+///   no weight 0. [`drain`](crate::Backend::drain) moves only its clients.
 ///
 /// # Complexity
 ///

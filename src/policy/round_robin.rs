@@ -18,6 +18,9 @@ use crate::policy::{Candidates, Key, Policy};
 /// Longest schedule kept; larger total weights are scaled down to fit.
 const MAX_SCHEDULE: u64 = 1 << 20;
 
+/// Most (slot × distinct weight) steps one build may take: about 20 ms.
+const MAX_BUILD_STEPS: u64 = 1 << 24;
+
 /// How many schedule slots a pick may skip before it falls back to a scan.
 const MAX_SKIPS: usize = 16;
 
@@ -39,9 +42,11 @@ const MAX_SKIPS: usize = 16;
 /// - nginx lowers a server's effective weight for a while after each failure;
 ///   this policy does not, so right after failures the interleaving can differ
 ///   from nginx's (the shares do not).
-/// - A total weight (after dividing by the weights' greatest common divisor)
-///   above 2^20 is scaled down to fit a 2^20-slot schedule, which rounds
-///   shares by at most one slot per server.
+/// - A total weight W (after dividing by the weights' greatest common
+///   divisor) above 2^20, or above 2^24 / D with D distinct weights, is scaled
+///   down to fit, which rounds each share by at most one slot. Configs with
+///   a few distinct weights of ordinary size are never scaled; a thousand
+///   servers with a thousand different weights are.
 /// - When more than 16 consecutive slots are unavailable, the pick falls back
 ///   to nginx's O(n) loop over the available servers (its state kept per
 ///   backend), which keeps picks bounded and spread in proportion to weight,
@@ -50,8 +55,9 @@ const MAX_SKIPS: usize = 16;
 /// # Complexity
 ///
 /// Pick: O(1) with every server available, at most 17 slots then O(n)
-/// otherwise. Build: O(W × D) time and O(W)
-/// memory, W the total weight and D the number of distinct weights.
+/// otherwise. Build: O(W × D) time and O(W) memory, W the total weight and
+/// D the number of distinct weights, bounded to 2^24 steps and 2^20 slots as
+/// the limitations say.
 ///
 /// # Examples
 ///
@@ -186,7 +192,13 @@ fn schedule_weights(tier: &[Backend]) -> Vec<u64> {
     let g = raw.iter().fold(0, |g, &w| gcd(g, w)).max(1);
     let reduced: Vec<u64> = raw.iter().map(|w| w / g).collect();
     let total: u64 = reduced.iter().sum();
-    if total <= MAX_SCHEDULE {
+    // The build runs one step per slot over every distinct weight; bound
+    // both the schedule and that work.
+    let mut distinct: Vec<u64> = reduced.iter().copied().filter(|&w| w > 0).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let limit = MAX_SCHEDULE.min(MAX_BUILD_STEPS / (distinct.len() as u64).max(1));
+    if total <= limit {
         return reduced;
     }
     reduced
@@ -195,7 +207,7 @@ fn schedule_weights(tier: &[Backend]) -> Vec<u64> {
             if w == 0 {
                 0
             } else {
-                (w * MAX_SCHEDULE / total).max(1)
+                (w * limit / total).max(1)
             }
         })
         .collect()
@@ -309,6 +321,24 @@ mod tests {
         assert_eq!(s.iter().filter(|&&i| i == 1).count(), 1);
     }
     const MAX_WEIGHT_FOR_TEST: u32 = crate::backend::MAX_WEIGHT;
+
+    #[test]
+    fn many_distinct_weights_are_scaled_to_bound_the_build() {
+        let weights: Vec<u32> = (0..1000).map(|i| 1000 + i).collect();
+        let w = schedule_weights(&tier(&weights));
+        let distinct = 1000u64;
+        assert!(w.iter().sum::<u64>() <= MAX_BUILD_STEPS / distinct + 1000);
+        // Shares stay in proportion: the heaviest over the lightest is
+        // 1999/1000 before scaling.
+        let (lo, hi) = (w[0] as f64, w[999] as f64);
+        assert!((hi / lo - 1.999).abs() < 0.2, "{lo} {hi}");
+        // Few distinct weights of ordinary size are never scaled.
+        let plain: Vec<u32> = (0..1000).map(|i| 1 + i % 7).collect();
+        assert_eq!(
+            schedule_weights(&tier(&plain)),
+            plain.iter().map(|&w| u64::from(w)).collect::<Vec<_>>()
+        );
+    }
 
     #[test]
     fn cursor_wraps_at_the_integer_limit() {

@@ -259,6 +259,9 @@ pub struct Model<R: Reference> {
     /// The set as configured, in config order.
     pub config: Vec<Backend>,
     pub snap: Rc<ModelSnap<R::Table>>,
+    /// Removed identities whose live state something still holds (a pick,
+    /// or a request's snapshot): adding one back revives that state.
+    pub retired: std::collections::HashMap<String, std::rc::Weak<RefCell<Live>>>,
 }
 
 impl<R: Reference> Model<R> {
@@ -276,6 +279,7 @@ impl<R: Reference> Model<R> {
             now: 0,
             config: Vec::new(),
             snap: Rc::new(empty),
+            retired: Default::default(),
         };
         model.swap(set);
         model
@@ -293,7 +297,11 @@ impl<R: Reference> Model<R> {
             .iter()
             .map(|b| match prev.specs.iter().position(|p| p.id == b.id) {
                 Some(i) => Rc::clone(&prev.live[i]),
-                None => LiveRef::default(),
+                None => self
+                    .retired
+                    .get(&b.id)
+                    .and_then(std::rc::Weak::upgrade)
+                    .unwrap_or_default(),
             })
             .collect();
         let n_primary = specs.iter().filter(|b| !b.backup).count();
@@ -306,6 +314,14 @@ impl<R: Reference> Model<R> {
             let prev_backup = if first { None } else { prev.backup.as_ref() };
             self.reference.build(&specs[n_primary..], prev_backup)
         });
+        let kept = |id: &str| specs.iter().any(|b| b.id == id);
+        self.retired
+            .retain(|id, weak| weak.strong_count() > 0 && !kept(id));
+        for (spec, live) in prev.specs.iter().zip(&prev.live) {
+            if !kept(&spec.id) {
+                self.retired.insert(spec.id.clone(), Rc::downgrade(live));
+            }
+        }
         self.snap = Rc::new(ModelSnap {
             generation: prev.generation + 1,
             specs,
