@@ -19,7 +19,8 @@
 //!   compare and swap), then the `total_active` decrement.
 //! - `Pool::update` and `install` (src/pool.rs): under the writer mutex,
 //!   edit the configured set, load the current snapshot, build the next
-//!   one carrying each identity's live state over, store it.
+//!   one carrying each identity's live state over (or reviving it from the
+//!   weak map of retired state), retire what it drops, store it.
 //! - `pick::next`: a picker loads the snapshot once and keeps it; the
 //!   policy is reduced to "the first usable backend in snapshot order",
 //!   as the policy is not what this model checks.
@@ -40,15 +41,17 @@
 //! - Picks come from the snapshot the picker loaded, of a backend not down
 //!   there.
 //! - No backend resurrected: each stored snapshot holds exactly the set
-//!   the writers' edits give in lock order, keeps the live state of every
-//!   identity that stays, and gives fresh state to every other (never the
-//!   state of a backend removed earlier).
+//!   the writers' edits give in lock order and keeps the live state of
+//!   every identity that stays; an identity added back gets its old state
+//!   while a pick or a snapshot in use still holds it (the pool's map of
+//!   retired state), fresh state otherwise, so `max_conns` counts every
+//!   pick of an identity, whichever state it was made on.
 //!
 //! Negative controls run the same checker on deliberately broken variants
 //! (a check-then-add acquire, writers without the mutex, a probe taken
-//! without the compare and swap, a re-added backend given back its old
-//! state) and require it to find the fault, so the checker is shown able
-//! to fail.
+//! without the compare and swap, a backend re-added with fresh state while
+//! picks on its old state are held) and require it to find the fault, so
+//! the checker is shown able to fail.
 
 use std::collections::HashSet;
 use std::hash::Hash;
@@ -201,8 +204,9 @@ struct Faults {
     no_writer_lock: bool,
     /// The window is moved with a plain store: every prober wins.
     probe_without_cas: bool,
-    /// A re-added identity gets back the live state it had when removed.
-    revive_state: bool,
+    /// A re-added identity always gets fresh state, even while picks on its
+    /// old state are held (the crate before it kept retired state).
+    fresh_on_readd: bool,
 }
 
 const MAX_FAILS: u32 = 1;
@@ -226,6 +230,8 @@ struct Model {
     /// The edits in the order writers stored them, for the resurrection
     /// check.
     stored: Vec<Edit>,
+    /// Removed identities and their live state (the pool's weak map).
+    retired: Vec<(Id, usize)>,
     violation: Option<String>,
 }
 
@@ -287,8 +293,33 @@ impl Model {
                 })
                 .collect(),
             stored: Vec::new(),
+            retired: Vec::new(),
             violation: None,
         }
+    }
+
+    /// True while something holds live state `live` strongly: the current
+    /// snapshot, a snapshot a picker is still picking from, or a pick.
+    fn held(&self, live: usize) -> bool {
+        let in_snap = |snap: usize| self.snaps[snap].members.iter().any(|m| m.1 == live);
+        in_snap(self.current)
+            || self.pickers.iter().any(|p| {
+                let picking = !matches!(
+                    p.pc,
+                    PickerPc::LoadSnapshot
+                        | PickerPc::ReleaseLoad
+                        | PickerPc::ReleaseCas { .. }
+                        | PickerPc::UncountTotal
+                        | PickerPc::Done
+                ) || p.giving_back;
+                let has_pick =
+                    p.chosen == Some(live) && (p.holds || p.pc == PickerPc::UncountTotal);
+                (picking && in_snap(p.snap)) || has_pick
+            })
+            || self.writers.iter().any(|w| match w.pc {
+                WriterPc::Build { prev } => in_snap(prev),
+                _ => false,
+            })
     }
 
     fn failed_out(live: &Live) -> bool {
@@ -438,15 +469,18 @@ impl Model {
             }
             WriterPc::LoadCurrent => writer.pc = WriterPc::Build { prev: self.current },
             WriterPc::Build { prev } => {
-                // Carry live state over by identity; fresh state otherwise.
+                // Carry live state over by identity; revive the state of a
+                // removed identity that something still holds; else fresh.
+                let config = writer.config.clone();
                 let mut members = Vec::new();
-                for &(id, down) in &writer.config {
+                for &(id, down) in &config {
                     let carried = self.snaps[prev].members.iter().find(|m| m.0 == id);
-                    let revived = self.lives.iter().rposition(|l| l.id == id);
-                    let live = match carried {
-                        Some(&(_, live, _)) => live,
-                        None if self.faults.revive_state && revived.is_some() => revived.unwrap(),
-                        None => {
+                    let retired = self.retired.iter().find(|r| r.0 == id).map(|r| r.1);
+                    let revived = retired.filter(|&l| !self.faults.fresh_on_readd && self.held(l));
+                    let live = match (carried, revived) {
+                        (Some(&(_, live, _)), _) => live,
+                        (None, Some(live)) => live,
+                        (None, None) => {
                             self.lives.push(Live {
                                 id,
                                 active: 0,
@@ -458,8 +492,22 @@ impl Model {
                     };
                     members.push((id, live, down));
                 }
+                // Forget retired state nothing holds or that is back; retire
+                // the state of each identity this build drops.
+                let kept = |id: Id| config.iter().any(|c| c.0 == id);
+                let retired: Vec<(Id, usize)> = self.retired.clone();
+                self.retired = retired
+                    .into_iter()
+                    .filter(|&(id, l)| self.held(l) && !kept(id))
+                    .collect();
+                for &(id, live, _) in &self.snaps[prev].members {
+                    if !kept(id) {
+                        self.retired.retain(|r| r.0 != id);
+                        self.retired.push((id, live));
+                    }
+                }
                 self.snaps.push(Snap { members });
-                writer.pc = WriterPc::Store {
+                self.writers[w].pc = WriterPc::Store {
                     built: self.snaps.len() - 1,
                 };
             }
@@ -490,9 +538,8 @@ impl Model {
         true
     }
 
-    /// A stored snapshot holds the set the stored edits give in order,
-    /// keeps the state of each identity that stays and gives fresh state
-    /// to the others (never one an earlier snapshot held).
+    /// A stored snapshot holds the set the stored edits give in order and
+    /// keeps the state of each identity that stays.
     fn check_publish(&self, prev: usize, next: usize) -> Result<(), String> {
         let mut expected: Vec<(Id, bool)> = self.initial.iter().map(|&id| (id, false)).collect();
         for &e in &self.stored {
@@ -515,11 +562,8 @@ impl Model {
                 Some(&(_, kept, _)) if kept != live => {
                     return Err(format!("backend {id} lost its live state in a swap"));
                 }
-                None if self.snaps[..next]
-                    .iter()
-                    .any(|s| s.members.iter().any(|m| m.1 == live)) =>
-                {
-                    return Err(format!("backend {id} came back with old live state"));
+                None if self.lives[live].id != id => {
+                    return Err(format!("backend {id} got another backend's state"));
                 }
                 _ => {}
             }
@@ -578,6 +622,21 @@ impl System for Model {
                 .count();
             if probes > 1 {
                 return Err(format!("backend {} probed {probes} times at once", live.id));
+            }
+        }
+        // max_conns holds per identity, over every state it has had: a
+        // backend removed and added back while picks on it are held must
+        // not take max_conns more.
+        for id in self.lives.iter().map(|l| l.id) {
+            let holders = self
+                .pickers
+                .iter()
+                .filter(|p| p.holds && p.chosen.is_some_and(|l| self.lives[l].id == id))
+                .count();
+            if self.max_conns != 0 && holders > self.max_conns as usize {
+                return Err(format!(
+                    "backend {id} holds {holders} picks, above max_conns"
+                ));
             }
         }
         let counted = self.pickers.iter().filter(|p| p.counted).count() as u64;
@@ -721,14 +780,23 @@ fn finds_a_probe_without_the_cas() {
 
 #[test]
 #[cfg_attr(miri, ignore)]
-fn finds_a_revived_state() {
+fn finds_fresh_state_on_readd() {
     let faults = Faults {
-        revive_state: true,
+        fresh_on_readd: true,
         ..Faults::default()
     };
     let readd: &[Edit] = &[Edit::Remove(1), Edit::Add(1)];
-    let e = find_fault(Model::new(&INITIAL, &[1], 0, 0, &[readd], faults));
-    assert!(e.contains("came back with old live state"), "{e}");
+    let e = find_fault(Model::new(&[1], &[], 1, 2, &[readd], faults));
+    assert!(e.contains("above max_conns"), "{e}");
+}
+
+/// A backend removed and added back while a pick on it is held gets its
+/// state back, so max_conns still counts that pick.
+#[test]
+#[cfg_attr(miri, ignore)]
+fn readd_while_held_keeps_the_count() {
+    let readd: &[Edit] = &[Edit::Remove(1), Edit::Add(1)];
+    run(Model::new(&[1], &[], 1, 2, &[readd], Faults::default()));
 }
 
 /// Two pickers, one backend failed out, max_conns 2, and two writers: one
