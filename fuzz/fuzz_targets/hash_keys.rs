@@ -8,9 +8,10 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use libfuzzer_sys::fuzz_target;
+use upstream::envoy::{BoundedLoad, Maglev, RingHash};
 use upstream::haproxy::{HaproxyChash, HaproxyMap, HashFunction};
 use upstream::policy::Policy;
-use upstream::{Backend, Key, ManualClock, Pool};
+use upstream::{Backend, IpHash, Ketama, Key, ManualClock, NginxHash, Pool, Rendezvous};
 
 /// Picks `key` twice (released at once) and checks both answers.
 fn check<P: Policy>(pool: &Pool<P>, key: Key<'_>, hashes: bool) {
@@ -29,6 +30,21 @@ fn check<P: Policy>(pool: &Pool<P>, key: Key<'_>, hashes: bool) {
             "{key:?} picked none though a backend serves"
         );
     }
+}
+
+/// A pool of `policy` over `set` (nginx's hashes refuse none of these
+/// sets: no backups), checked on every key.
+fn check_all<P: Policy>(
+    policy: P,
+    set: &[Backend],
+    keys: &[Key<'_>],
+    hashes: impl Fn(Key<'_>) -> bool,
+) {
+    let pool = Pool::builder(policy)
+        .clock(ManualClock::new(0))
+        .build(set.to_vec())
+        .unwrap();
+    keys.iter().for_each(|&k| check(&pool, k, hashes(k)));
 }
 
 fn keys(data: &[u8]) -> Vec<Key<'_>> {
@@ -92,4 +108,21 @@ fuzz_target!(|data: &[u8]| {
         keys.iter()
             .for_each(|&k| check(&pool, k, policy.key_hash(k).is_some()));
     }
+
+    // nginx's hashes rehash past a down server and, when the rehashes keep
+    // landing on it, fall back to round robin: sticky only with none down.
+    let none_down = set.iter().all(|b| !b.down);
+    let bytes = |k: Key<'_>| matches!(k, Key::Bytes(b) if !b.is_empty());
+    check_all(IpHash, &set, &keys, |_| none_down);
+    check_all(NginxHash, &set, &keys, |k| none_down && bytes(k));
+    check_all(Ketama, &set, &keys, |k| none_down && bytes(k));
+    // Envoy's tables and rendezvous hash every key but `None`.
+    let some = |k: Key<'_>| !matches!(k, Key::None);
+    check_all(Rendezvous, &set, &keys, some);
+    let maglev = Maglev::with_table_size(251).unwrap();
+    check_all(maglev, &set, &keys, some);
+    let ring = RingHash::new().with_ring_size(64, 1024).unwrap();
+    check_all(ring, &set, &keys, some);
+    // Bounded loads: every pick is released, so no bound is reached.
+    check_all(BoundedLoad::new(maglev, 150).unwrap(), &set, &keys, some);
 });

@@ -10,13 +10,19 @@
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
+use upstream::envoy::{BoundedLoad, Maglev, RingHash};
 use upstream::haproxy::{HaproxyChash, HaproxyMap, StaticRr};
-use upstream::{Backend, LeastConn, RoundRobin};
+use upstream::policy::Policy;
+use upstream::{
+    Backend, IpHash, Ketama, LeastConn, NginxHash, NginxRandom, P2c, Random, Rendezvous, RoundRobin,
+};
 
 #[path = "../../tests/model/mod.rs"]
 mod model;
 
-use model::{address, run_ops, Keys, LeastConnRef, NoReference, Op, Report, RoundRobinRef, Spec};
+use model::{
+    address, run_ops, Keys, LeastConnRef, NoReference, Op, Reference, Report, RoundRobinRef, Spec,
+};
 
 /// Reads the input a byte at a time; past its end, every read is 0.
 struct Input<'a>(&'a [u8]);
@@ -93,65 +99,84 @@ impl Input<'_> {
 
 fuzz_target!(|data: &[u8]| {
     let mut input = Input(data);
-    let which = input.byte();
-    let set = input.set(true);
+    let which = input.byte() % 17;
+    // nginx's hash methods and random refuse backup servers.
+    let backups = !matches!(which, 6..=8 | 14 | 15);
+    let set = input.set(backups);
     let mut ops = Vec::new();
     while !input.is_empty() && ops.len() < 400 {
-        ops.push(input.op(true));
+        ops.push(input.op(backups));
     }
     // Policies with a reference are checked pick for pick; the others
     // for validity only.
-    let result = match which % 6 {
-        0 => run_ops(spec(RoundRobin, RoundRobinRef, Keys::None), set, ops),
-        1 => run_ops(spec(LeastConn, LeastConnRef, Keys::None), set, ops),
-        2 => run_ops(
-            spec(
-                StaticRr::default().all_backups(true),
-                NoReference,
-                Keys::None,
-            ),
+    let maglev = Maglev::with_table_size(251).unwrap();
+    let result = match which {
+        0 => run(RoundRobin, RoundRobinRef, Keys::None, set, ops),
+        1 => run(LeastConn, LeastConnRef, Keys::None, set, ops),
+        2 => run(
+            StaticRr::default().all_backups(true),
+            NoReference,
+            Keys::None,
             set,
             ops,
         ),
-        3 => run_ops(
-            spec(
-                HaproxyMap::uri().all_backups(true),
-                NoReference,
-                Keys::Bytes,
-            ),
+        3 => run(
+            HaproxyMap::uri().all_backups(true),
+            NoReference,
+            Keys::Bytes,
             set,
             ops,
         ),
-        4 => run_ops(
-            spec(
-                HaproxyChash::uri().all_backups(true),
-                NoReference,
-                Keys::Bytes,
-            ),
+        4 => run(
+            HaproxyChash::uri().all_backups(true),
+            NoReference,
+            Keys::Bytes,
             set,
             ops,
         ),
-        _ => run_ops(
-            spec(
-                HaproxyMap::source().all_backups(true),
-                NoReference,
-                Keys::Ip,
-            ),
+        5 => run(
+            HaproxyMap::source().all_backups(true),
+            NoReference,
+            Keys::Ip,
             set,
             ops,
         ),
+        6 => run(IpHash, NoReference, Keys::Ip, set, ops),
+        7 => run(NginxHash, NoReference, Keys::Bytes, set, ops),
+        8 => run(Ketama, NoReference, Keys::Bytes, set, ops),
+        9 => run(Rendezvous, NoReference, Keys::Bytes, set, ops),
+        10 => run(maglev, NoReference, Keys::Hash, set, ops),
+        11 => run(RingHash::new(), NoReference, Keys::Bytes, set, ops),
+        12 => run(
+            BoundedLoad::new(maglev, 150).unwrap(),
+            NoReference,
+            Keys::Ip,
+            set,
+            ops,
+        ),
+        13 => run(Random, NoReference, Keys::None, set, ops),
+        14 => run(NginxRandom::plain(), NoReference, Keys::None, set, ops),
+        15 => run(NginxRandom::two(), NoReference, Keys::None, set, ops),
+        _ => run(P2c::new(), NoReference, Keys::None, set, ops),
     };
     if let Err(e) = result {
         panic!("{e}");
     }
 });
 
-fn spec<P, R>(policy: P, reference: R, keys: Keys) -> Spec<P, R> {
-    Spec {
+fn run<P: Policy, R: Reference>(
+    policy: P,
+    reference: R,
+    keys: Keys,
+    set: Vec<Backend>,
+    ops: Vec<Op>,
+) -> Result<(), String> {
+    let spec = Spec {
         policy,
         reference,
         backups: true,
         keys,
         picks_drained: false,
-    }
+    };
+    run_ops(spec, set, ops)
 }
