@@ -64,18 +64,28 @@ fn counts(picks: &[usize], n: usize) -> Vec<u32> {
     c
 }
 
-/// The unkeyed policies every section runs over.
+/// The unkeyed policies every section runs over; `slow` ones are skipped
+/// under miri.
 macro_rules! for_unkeyed {
     ($check:ident) => {
+        for_unkeyed!(@tests $check, []);
+    };
+    ($check:ident, slow) => {
+        for_unkeyed!(@tests $check, [cfg_attr(miri, ignore)]);
+    };
+    (@tests $check:ident, [$($attr:meta)*]) => {
         mod $check {
+            $(#[$attr])*
             #[test]
             fn round_robin() {
                 super::$check(upstream::RoundRobin);
             }
+            $(#[$attr])*
             #[test]
             fn least_conn() {
                 super::$check(upstream::LeastConn);
             }
+            $(#[$attr])*
             #[test]
             fn haproxy_static_rr() {
                 super::$check(upstream::haproxy::StaticRr::default());
@@ -154,11 +164,12 @@ fn largest_weights<P: Policy>(policy: P) {
     let got = picks(&p, 6);
     assert_eq!(got, [0, 1, 0, 1, 0, 1]);
 }
-for_unkeyed!(largest_weights);
+for_unkeyed!(largest_weights, slow);
 
 /// least_conn with picks held: loads compare as active × the other's
 /// weight, up to 2^32 × 2^24, in u64.
 #[test]
+#[cfg_attr(miri, ignore)]
 fn least_conn_largest_weight_held() {
     let (p, _) = pool(LeastConn, named(&[MAX_WEIGHT, 1]));
     let held: Vec<_> = (0..1_000).map(|_| p.pick(Key::None).unwrap()).collect();
@@ -236,6 +247,7 @@ for_unkeyed!(all_failed_out);
 /// exact; 2^24 to 1 is scaled (the documented cap) and the light backend
 /// keeps exactly one slot.
 #[test]
+#[cfg_attr(miri, ignore)]
 fn huge_weight_round_robin_is_bounded_and_proportional() {
     let (p, _) = pool(RoundRobin, named(&[1_000_000, 1]));
     let schedule = p.snapshot().primary_table().schedule().to_vec();
