@@ -38,9 +38,8 @@ fn assert_pick_allocates_nothing<P: Policy>(policy: P, key: Key<'_>) {
         });
         assert_eq!(info.count_total, 0, "{} allocated at n={n}", policy.name());
         // With everything failed out, the fruitless pick allocates nothing either.
-        for b in pool.backend_set().backends() {
-            pool.set_down(&b.id, true).unwrap();
-        }
+        pool.update(|set| set.iter_mut().for_each(|b| b.down = true))
+            .unwrap();
         let info = allocation_counter::measure(|| assert!(pool.pick(key).is_none()));
         assert_eq!(
             info.count_total,

@@ -179,6 +179,12 @@ impl AnyPolicy {
 impl Pool<AnyPolicy> {
     /// A pool with the method and backends of an `upstream` config.
     ///
+    /// Two parts of a config are for the caller, since this crate evaluates
+    /// no nginx variables: the `hash` key expression (`$request_uri`), which
+    /// the caller computes per request and passes as [`Key::Bytes`], and the
+    /// `sticky` directive, which becomes a layer with
+    /// [`Sticky::from_config`](crate::sticky::Sticky::from_config).
+    ///
     /// # Errors
     ///
     /// [`BuildError`] when the policy refuses the set (for example, backup

@@ -6,6 +6,37 @@
 //! active counts, the time — comes through [`Candidates`], so a policy
 //! never sees locks, swaps or accounting.
 //!
+//! # Choosing a policy
+//!
+//! | you need | policy | key it reads | mirrors |
+//! |---|---|---|---|
+//! | even spread, no affinity | [`RoundRobin`] | none | nginx default (smooth WRR) |
+//! | long or uneven requests | [`LeastConn`], [`P2c`] | none | nginx `least_conn`; power of d choices |
+//! | latency-aware spread | [`PeakEwma`] | none | Finagle / tower peak EWMA |
+//! | random spread | [`Random`], [`NginxRandom`] | none | nginx `random [two]` |
+//! | a client stays on one backend | [`IpHash`] | [`Key::Ip`] | nginx `ip_hash` |
+//! | a key stays on one backend, set rarely changes | [`NginxHash`] | [`Key::Bytes`] | nginx `hash $key` |
+//! | a key stays put while the set changes | [`Ketama`], [`Rendezvous`], [`Maglev`](crate::envoy::Maglev), [`RingHash`](crate::envoy::RingHash) | bytes / [`Key::Hash`] | nginx `hash … consistent`; Envoy |
+//! | affinity without hot spots | [`BoundedLoad`](crate::envoy::BoundedLoad), [`HaproxyChash`](crate::haproxy::HaproxyChash) with a balance factor | [`Key::Hash`] / bytes | Envoy / HAProxy bounded loads |
+//! | HAProxy's exact answers | [`haproxy`](crate::haproxy) policies | IP or bytes | `balance source/uri/hdr`, `static-rr` |
+//! | a session, not an address | a [`Sticky`](crate::sticky::Sticky) layer over any policy | cookie, route or session id | nginx `sticky` |
+//!
+//! What moves when the set changes, for 10 backends (measured over many
+//! keys; the ideal is 10 %):
+//!
+//! | policy | one backend marked `down` | one backend removed |
+//! |---|---|---|
+//! | `IpHash`, `NginxHash` | only its keys | most keys (the modulus changes) |
+//! | `Ketama`, `Rendezvous`, HAProxy consistent | only its keys | only its keys (≈ 10 %) |
+//! | `Maglev` | ≈ only its keys | ≈ 10.4 % |
+//! | `RingHash` (Envoy sizing) | ≈ only its keys | ≈ 17.6 %: Envoy re-sizes the ring |
+//!
+//! A `drain`ed backend takes no new clients but keeps its place, so no other
+//! key moves; weight 0 also takes no new clients, but under the modulo hashes
+//! it changes the total weight and moves other keys. Slow start applies to
+//! the unkeyed policies only: ramping a hash policy would move keys.
+//! Costs per pick and per build are in `BENCHMARKS.md` at the repository root.
+//!
 //! # Writing a policy
 //!
 //! ```

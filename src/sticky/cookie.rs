@@ -26,7 +26,7 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::clock::{Clock, ManualClock};
 use crate::sticky::seal::SealKeys;
@@ -43,15 +43,12 @@ const MAX_EXPIRES_ATTRS: &str = "; expires=Thu, 31-Dec-37 23:55:55 GMT; max-age=
 /// The last second a four-digit year can show: 9999-12-31 23:59:59 UTC.
 const LAST_FORMATTABLE_SECS: u64 = 253_402_300_799;
 
-/// How long the browser keeps the cookie (nginx's `expires=`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Expires {
-    /// `expires=max`: until 31 Dec 2037 23:55:55 GMT, `max-age=315360000`.
-    Max,
-    /// `expires=TIME`: now + TIME, and `max-age` of TIME in seconds. Whole
-    /// seconds only, as nginx parses it.
-    After(Duration),
-}
+/// How long the browser keeps the cookie (nginx's `expires=`): the same type
+/// the config parser produces.
+pub use crate::config::CookieExpires as Expires;
+
+/// The `SameSite` attribute: the same type the config parser produces.
+pub use crate::config::SameSite;
 
 impl Expires {
     /// Parses nginx's value: `max`, or a time such as `1h` or `3600`.
@@ -84,18 +81,8 @@ impl Expires {
     }
 }
 
-/// The `SameSite` attribute, written lowercase as nginx writes it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SameSite {
-    /// `samesite=strict`
-    Strict,
-    /// `samesite=lax`
-    Lax,
-    /// `samesite=none` (browsers then require `secure`)
-    None,
-}
-
 impl SameSite {
+    /// Lowercase, as nginx writes it.
     fn as_str(self) -> &'static str {
         match self {
             SameSite::Strict => "strict",
@@ -437,6 +424,7 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn cookie_time(secs: u64) -> String {
         let mut s = String::new();

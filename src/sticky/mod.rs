@@ -271,6 +271,60 @@ impl Sticky {
         })
     }
 
+    /// The sticky layer for a config file's `sticky` directive.
+    ///
+    /// The directive's variables (`$cookie_sid`, `$route_cookie`) name what
+    /// the caller extracts per request and passes to [`Sticky::pick`]; a
+    /// `learn` directive gets an in-memory store of the default capacity,
+    /// `domain`, `path` and the other cookie attributes carry over as written.
+    ///
+    /// # Errors
+    ///
+    /// [`StickyError`] naming the attribute at fault (for example a
+    /// `domain` holding an nginx variable, which this crate does not evaluate).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use upstream::config::parse_nginx;
+    /// use upstream::sticky::Sticky;
+    ///
+    /// let cfg = parse_nginx(
+    ///     "upstream app { server a:1; server b:1; sticky cookie srv_id expires=1h path=/; }",
+    /// )
+    /// .unwrap();
+    /// let sticky = Sticky::from_config(cfg.sticky().unwrap()).unwrap();
+    /// assert_eq!(sticky.cookie_name(), Some("srv_id"));
+    /// ```
+    pub fn from_config(directive: &crate::config::Sticky) -> Result<Self, StickyError> {
+        use crate::config::Sticky as Directive;
+        match directive {
+            Directive::Cookie(c) => {
+                let mut config = CookieConfig::new(c.name.clone())
+                    .httponly(c.httponly)
+                    .secure(c.secure);
+                if let Some(expires) = c.expires {
+                    config = config.expires(expires);
+                }
+                if let Some(domain) = &c.domain {
+                    config = config.domain(domain.clone());
+                }
+                if let Some(path) = &c.path {
+                    config = config.path(path.clone());
+                }
+                if let Some(samesite) = c.samesite {
+                    config = config.samesite(samesite);
+                }
+                Sticky::cookie(config)
+            }
+            Directive::Route(_) => Ok(Sticky::route()),
+            Directive::Learn(l) => {
+                let store = MemoryLearnStore::default();
+                Ok(Sticky::learn(LearnConfig::new(l.timeout)?, Arc::new(store)))
+            }
+        }
+    }
+
     /// nginx's `sticky route $variable ...`: the caller passes the first
     /// non-empty value, which must equal a backend's server id exactly.
     ///
