@@ -87,6 +87,8 @@ fn backend(backups: bool) -> impl Strategy<Value = Backend> {
 /// A valid set of 0 to 200 backends, mostly small. Identities are drawn
 /// from 250 addresses, so consecutive sets overlap and live state carries.
 fn backend_set(backups: bool, max: usize) -> impl Strategy<Value = Vec<Backend>> {
+    // Under miri every table build is interpreted: keep sets small there.
+    let max = if cfg!(miri) { max.min(8) } else { max };
     let size = prop_oneof![3 => 0..=6usize.min(max), 2 => 0..=40usize.min(max), 1 => 0..=max];
     size.prop_flat_map(move |n| prop::collection::vec(backend(backups), n))
         .prop_map(|mut set| {
@@ -114,7 +116,8 @@ fn op(backups: bool) -> impl Strategy<Value = Op> {
 }
 
 fn ops(backups: bool) -> impl Strategy<Value = Vec<Op>> {
-    prop::collection::vec(op(backups), 0..80)
+    let len = if cfg!(miri) { 0..24 } else { 0..80 };
+    prop::collection::vec(op(backups), len)
 }
 
 // ---------------------------------------------------------------------------
@@ -201,7 +204,8 @@ fn owners<P: Policy>(pool: &Pool<P>, keys: &[Key<'_>]) -> Vec<Option<String>> {
 fn hash_set() -> impl Strategy<Value = Vec<Backend>> {
     let weight = prop_oneof![1 => Just(0u32), 8 => 1u32..=5];
     let backend = (0u16..250, weight).prop_map(|(slot, w)| Backend::new(address(slot)).weight(w));
-    prop::collection::vec(backend, 1..=40).prop_map(|mut set| {
+    let max = if cfg!(miri) { 8 } else { 40 };
+    prop::collection::vec(backend, 1..=max).prop_map(|mut set| {
         let mut seen = std::collections::HashSet::new();
         set.retain(|b| seen.insert(b.id.clone()));
         set
@@ -419,7 +423,7 @@ macro_rules! properties {
                 #[test]
                 fn sticky_unless_dead(
                     set in hash_set(),
-                    seeds in prop::collection::vec(any::<u16>(), 1..300),
+                    seeds in prop::collection::vec(any::<u16>(), 1..if cfg!(miri) { 20 } else { 300 }),
                     victim in any::<usize>(),
                     mark_down in any::<bool>(),
                 ) {
