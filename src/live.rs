@@ -239,11 +239,17 @@ impl Shared {
     pub(crate) fn record_failure(&self, max_fails: u32) {
         let now = self.pool.clock.now_ms();
         let live = &self.live;
-        // Relaxed: health is advisory; see failed_out.
-        let fails = live.fails.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        // Relaxed: health is advisory; see failed_out. Saturating, so that
+        // a backend failing forever with max_fails 0 never wraps to 0.
+        let before = live
+            .fails
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |f| {
+                Some(f.saturating_add(1))
+            })
+            .unwrap_or(u32::MAX);
         live.accessed.store(now, Ordering::Relaxed);
         live.checked.store(now, Ordering::Relaxed);
-        if max_fails != 0 && fails == max_fails {
+        if max_fails != 0 && before < max_fails && before.saturating_add(1) >= max_fails {
             self.pool.emit(Event::MarkedDown {
                 id: self.id.to_string(),
             });
@@ -316,4 +322,34 @@ pub(crate) fn up_since_now(clock: &dyn Clock) -> u64 {
 
 pub(crate) fn fail_timeout_ms(spec: &Backend) -> u64 {
     u64::try_from(spec.fail_timeout.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use std::sync::Mutex;
+
+    #[test]
+    fn failure_count_saturates_at_the_integer_limit() {
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&events);
+        let mut pool = PoolShared::new(Arc::new(ManualClock::new(7)));
+        pool.observer = Some(Arc::new(move |e: &Event| {
+            seen.lock().unwrap().push(e.clone())
+        }));
+        let pool = Arc::new(pool);
+        let shared = Shared::new(&Backend::new("a"), &pool);
+        shared.live.fails.store(u32::MAX - 1, Ordering::Relaxed);
+        for _ in 0..3 {
+            shared.record_failure(u32::MAX);
+        }
+        assert_eq!(shared.live.fails.load(Ordering::Relaxed), u32::MAX);
+        let marked = vec![Event::MarkedDown { id: "a".into() }];
+        assert_eq!(
+            *events.lock().unwrap(),
+            marked,
+            "marked down once, not per failure"
+        );
+    }
 }

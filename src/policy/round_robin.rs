@@ -48,14 +48,16 @@ const MAX_SKIPS: usize = 16;
 ///   a few distinct weights of ordinary size are never scaled; a thousand
 ///   servers with a thousand different weights are.
 /// - When more than 16 consecutive slots are unavailable, the pick falls back
-///   to the heaviest available server, which keeps picks bounded but not
-///   exactly proportional while most of the tier is out.
+///   to nginx's O(n) loop over the available servers (its state kept per
+///   backend), which keeps picks bounded and spread in proportion to weight,
+///   but no longer in exactly the schedule's order.
 ///
 /// # Complexity
 ///
-/// Pick: O(1) with every server available. Build: O(W × D) time and O(W)
-/// memory, W the total weight and D the number of distinct weights, bounded
-/// to 2^24 steps and 2^20 slots as the limitations say.
+/// Pick: O(1) with every server available, at most 17 slots then O(n)
+/// otherwise. Build: O(W × D) time and O(W) memory, W the total weight and
+/// D the number of distinct weights, bounded to 2^24 steps and 2^20 slots as
+/// the limitations say.
 ///
 /// # Examples
 ///
@@ -101,7 +103,7 @@ impl RoundRobinTable {
         if len == 0 {
             return None;
         }
-        let tries = c.len().min(MAX_SKIPS) + 1;
+        let tries = MAX_SKIPS + 1;
         for _ in 0..tries {
             // Relaxed: the cursor only spreads picks; it guards no other data.
             let n = self.cursor.fetch_add(1, Ordering::Relaxed);
@@ -110,9 +112,7 @@ impl RoundRobinTable {
                 return Some(i);
             }
         }
-        let fallback = (0..c.len())
-            .filter(|&i| c.is_available(i))
-            .max_by_key(|&i| (c.weight(i), usize::MAX - i));
+        let fallback = smooth_among_available(c);
         if fallback.is_none() {
             // Give back the slots of a fruitless pass, so that a pass that
             // finds nothing (everything out, then a panic-mode retry) does not
@@ -122,6 +122,28 @@ impl RoundRobinTable {
         }
         fallback
     }
+}
+
+/// nginx's own loop over the servers available now, for when a long run of
+/// unavailable slots blocks the schedule. Unlike always taking one fixed
+/// server, it spreads those picks in proportion to weight, so the servers
+/// next to an unavailable one do not take its share.
+fn smooth_among_available(c: &Candidates<'_>) -> Option<usize> {
+    let mut best: Option<(usize, i64)> = None;
+    let mut total: i64 = 0;
+    for i in (0..c.len()).filter(|&i| c.is_available(i)) {
+        let w = i64::from(c.weight(i));
+        // Relaxed: rotation bookkeeping; a race only perturbs the order.
+        let current = c.live(i).current_weight.fetch_add(w, Ordering::Relaxed) + w;
+        total += w;
+        if best.is_none_or(|(_, b)| current > b) {
+            best = Some((i, current));
+        }
+    }
+    let (i, _) = best?;
+    // Relaxed: as above.
+    c.live(i).current_weight.fetch_sub(total, Ordering::Relaxed);
+    Some(i)
 }
 
 impl Policy for RoundRobin {
