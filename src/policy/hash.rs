@@ -28,6 +28,10 @@ use crate::BackendSet;
 ///
 /// # Limitations
 ///
+/// - As in nginx, a key whose rehashes keep landing on unavailable servers
+///   falls back to round robin after 20 tries, so while its server is down
+///   such a key has no fixed backend; it returns to its own when that
+///   server is back.
 /// - nginx refuses `backup` only when `hash` comes before the `server` lines;
 ///   this policy refuses a backup server in every case.
 /// - The crate does not evaluate nginx variables: the caller passes the key's

@@ -35,6 +35,10 @@ const SEED: u32 = 89;
 ///
 /// # Limitations
 ///
+/// - As in nginx, a key whose rehashes keep landing on unavailable servers
+///   falls back to round robin after 20 tries, so while its server is down
+///   such a key has no fixed backend; it returns to its own when that
+///   server is back.
 /// - nginx refuses `backup` only when `ip_hash` comes before the `server`
 ///   lines, and otherwise accepts backups it may then use through round
 ///   robin; this policy refuses a backup server in every case.
