@@ -581,11 +581,6 @@ fn policy_name(e: &upstream::BuildError) -> &'static str {
 /// Skipping a failed-out backend spreads its keys over the others: none of
 /// the nine survivors takes more than 35% of the dead one's keys (a fair
 /// share is 11%; taking them all is the fault).
-///
-/// `HaproxyMap` is left out: it skips a server that fails at pick time by
-/// taking the next slot of its map, and with equal weights the next slot
-/// is always the same server, which then takes all of the dead one's keys
-/// (2 000 of 2 000 here). Its module documents the skip as a limitation.
 fn hash_skip_spreads<P: Policy>(policy: P, keys: Keys) {
     let (pool, _) = pool(policy, hosts(&[1; 10]));
     let n = 20_000;
@@ -611,7 +606,8 @@ fn hash_skip_spreads<P: Policy>(policy: P, keys: Keys) {
 }
 for_hashed!(
     hash_skip_spreads;
-    ketama, nginx_hash, ip_hash, rendezvous, maglev, ring_hash, bounded_maglev, haproxy_chash
+    ketama, nginx_hash, ip_hash, rendezvous, maglev, ring_hash, bounded_maglev, haproxy_chash,
+    haproxy_map
 );
 
 /// With no key, nginx's hashes and HAProxy's map balance by round robin:

@@ -13,6 +13,7 @@ use std::collections::{BTreeSet, BinaryHeap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use super::hash::full_hash;
 use super::{check_tier, check_weights, serving, Balance, HashFunction, Hasher};
 use crate::backend::Backend;
 use crate::error::BuildError;
@@ -205,6 +206,9 @@ impl Policy for StaticRr {
     }
 }
 
+/// Rehashes a key makes before walking the map when its server cannot take it.
+const REHASHES: usize = 8;
+
 /// HAProxy's server map for one tier, and the round-robin position in it.
 #[derive(Debug)]
 pub struct MapTable {
@@ -226,14 +230,32 @@ impl MapTable {
         &self.map
     }
 
-    /// The server at `map[hash % total]`, or the next available one after it.
+    /// The server at `map[hash % total]`. When it cannot take the request,
+    /// the key is rehashed (HAProxy's avalanche over the running hash) up to
+    /// [`REHASHES`] times, so the keys of a failed server spread over the
+    /// others in proportion to their slots instead of all falling on the
+    /// server of the next slot; then the map is walked from the last slot.
     #[inline]
     fn pick_hash(&self, c: &Candidates<'_>, hash: u32) -> Option<usize> {
         let len = self.map.len() as u64;
         if len == 0 {
             return None;
         }
-        self.walk(c, u64::from(hash) % len).map(|(i, _)| i)
+        let mut slot = u64::from(hash) % len;
+        let first = self.map[slot as usize] as usize;
+        if c.is_available(first) {
+            return Some(first);
+        }
+        let mut h = hash;
+        for _ in 0..REHASHES {
+            h = full_hash(h.wrapping_add(1));
+            slot = u64::from(h) % len;
+            let i = self.map[slot as usize] as usize;
+            if c.is_available(i) {
+                return Some(i);
+            }
+        }
+        self.walk(c, slot).map(|(i, _)| i)
     }
 
     /// The next available server in map order, moving the shared position

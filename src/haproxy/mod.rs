@@ -87,8 +87,10 @@
 //!   maps differ only when backup weights share fewer factors than the
 //!   primaries' weights do.
 //! - A server that fails at pick time (passive failures, `max_conns`, a
-//!   retry that excludes it) is skipped by moving forward in the map or
-//!   tree; HAProxy rebuilds its map or tree when a health check takes a
+//!   retry that excludes it) is skipped: map-based hashing rehashes the key
+//!   (up to 8 times, then walks the map) so the failed server's keys spread
+//!   over the others, and the consistent tree moves to the next point.
+//!   HAProxy instead rebuilds its map or tree when a health check takes a
 //!   server down. To get HAProxy's exact answer for a server that is down,
 //!   mark it down ([`Pool::set_down`](crate::Pool::set_down)): the tables are
 //!   rebuilt as HAProxy rebuilds them.
