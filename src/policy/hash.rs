@@ -161,22 +161,10 @@ impl Policy for NginxHash {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ManualClock, Pool};
+    use crate::Pool;
 
     fn pool(weights: &[u32], down: &[usize]) -> Pool<NginxHash> {
-        let backends: Vec<Backend> = weights
-            .iter()
-            .enumerate()
-            .map(|(i, &w)| {
-                Backend::new(format!("127.0.0.1:{}", 19001 + i))
-                    .weight(w)
-                    .down(down.contains(&i))
-            })
-            .collect();
-        Pool::builder(NginxHash)
-            .clock(ManualClock::new(0))
-            .build(backends)
-            .unwrap()
+        crate::policy::nginx_common::test_pools::weighted(NginxHash, weights, down)
     }
 
     fn pick(pool: &Pool<NginxHash>, key: &str) -> String {
@@ -311,15 +299,6 @@ mod tests {
 
     /// A pool of `127.0.0.1:19001..` with `(weight, down)` per server.
     fn nginx_pool(servers: &[(u32, bool)]) -> Pool<NginxHash> {
-        let backends: Vec<Backend> = servers
-            .iter()
-            .enumerate()
-            .map(|(i, &(w, down))| {
-                Backend::new(format!("127.0.0.1:{}", 19001 + i))
-                    .weight(w)
-                    .down(down)
-            })
-            .collect();
-        Pool::new(NginxHash, backends).unwrap()
+        crate::policy::nginx_common::test_pools::servers(NginxHash, servers)
     }
 }

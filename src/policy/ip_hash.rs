@@ -191,22 +191,10 @@ impl Policy for IpHash {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ManualClock, Pool};
+    use crate::Pool;
 
     fn pool(weights: &[u32], down: &[usize]) -> Pool<IpHash> {
-        let backends: Vec<Backend> = weights
-            .iter()
-            .enumerate()
-            .map(|(i, &w)| {
-                Backend::new(format!("127.0.0.1:{}", 19001 + i))
-                    .weight(w)
-                    .down(down.contains(&i))
-            })
-            .collect();
-        Pool::builder(IpHash)
-            .clock(ManualClock::new(0))
-            .build(backends)
-            .unwrap()
+        crate::policy::nginx_common::test_pools::weighted(IpHash, weights, down)
     }
 
     fn pick(pool: &Pool<IpHash>, ip: &str) -> String {
@@ -381,15 +369,6 @@ mod tests {
 
     /// A pool of `127.0.0.1:19001..` with `(weight, down)` per server.
     fn nginx_pool(servers: &[(u32, bool)]) -> Pool<IpHash> {
-        let backends: Vec<Backend> = servers
-            .iter()
-            .enumerate()
-            .map(|(i, &(w, down))| {
-                Backend::new(format!("127.0.0.1:{}", 19001 + i))
-                    .weight(w)
-                    .down(down)
-            })
-            .collect();
-        Pool::new(IpHash, backends).unwrap()
+        crate::policy::nginx_common::test_pools::servers(IpHash, servers)
     }
 }

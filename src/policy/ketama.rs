@@ -668,15 +668,6 @@ mod tests {
 
     /// A pool of `127.0.0.1:19001..` with `(weight, down)` per server.
     fn nginx_pool(servers: &[(u32, bool)]) -> Pool<Ketama> {
-        let backends: Vec<Backend> = servers
-            .iter()
-            .enumerate()
-            .map(|(i, &(w, down))| {
-                Backend::new(format!("127.0.0.1:{}", 19001 + i))
-                    .weight(w)
-                    .down(down)
-            })
-            .collect();
-        Pool::new(Ketama, backends).unwrap()
+        crate::policy::nginx_common::test_pools::servers(Ketama, servers)
     }
 }

@@ -124,3 +124,37 @@ mod tests {
         assert_eq!(refuse_backup("hash", &plain), Ok(()));
     }
 }
+
+/// Test pools over `127.0.0.1:19001..`, shared by the nginx policies' tests.
+#[cfg(test)]
+pub(crate) mod test_pools {
+    use crate::policy::Policy;
+    use crate::{Backend, ManualClock, Pool};
+
+    /// A pool with one server per `(weight, down)`, on a manual clock at 0.
+    pub(crate) fn servers<P: Policy>(policy: P, servers: &[(u32, bool)]) -> Pool<P> {
+        let backends: Vec<Backend> = servers
+            .iter()
+            .enumerate()
+            .map(|(i, &(w, down))| {
+                Backend::new(format!("127.0.0.1:{}", 19001 + i))
+                    .weight(w)
+                    .down(down)
+            })
+            .collect();
+        Pool::builder(policy)
+            .clock(ManualClock::new(0))
+            .build(backends)
+            .unwrap()
+    }
+
+    /// The same from weights and the indices of the down servers.
+    pub(crate) fn weighted<P: Policy>(policy: P, weights: &[u32], down: &[usize]) -> Pool<P> {
+        let spec: Vec<(u32, bool)> = weights
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| (w, down.contains(&i)))
+            .collect();
+        servers(policy, &spec)
+    }
+}
