@@ -1,8 +1,5 @@
 //! nginx's `hash $key`, compatible with Cache::Memcached.
 
-use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
-
 use crate::backend::Backend;
 use crate::error::BuildError;
 use crate::policy::nginx_common::{refuse_backup, WeightWalk, MAX_TRIES};
@@ -65,8 +62,6 @@ pub struct NginxHash;
 pub struct HashTable {
     walk: WeightWalk,
     fallback: RoundRobinTable,
-    /// The fallback's cursor, kept to share it with the next table.
-    cursor: Arc<AtomicU64>,
 }
 
 /// Per-request state of [`NginxHash`]: the running sum, the next attempt number
@@ -120,11 +115,9 @@ impl Policy for NginxHash {
     }
 
     fn build(&self, tier: &[Backend], prev: Option<&HashTable>) -> Result<HashTable, BuildError> {
-        let cursor = prev.map(|p| Arc::clone(&p.cursor)).unwrap_or_default();
         Ok(HashTable {
             walk: WeightWalk::new(tier),
-            fallback: RoundRobinTable::new(tier, Some(&cursor)),
-            cursor,
+            fallback: RoundRobinTable::new(tier, prev.map(|p| &p.fallback)),
         })
     }
 

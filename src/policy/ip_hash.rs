@@ -1,8 +1,6 @@
 //! nginx's `ip_hash`: a client keeps its backend by its address.
 
 use std::net::IpAddr;
-use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
 
 use crate::backend::Backend;
 use crate::error::BuildError;
@@ -80,8 +78,6 @@ pub struct IpHash;
 pub struct IpHashTable {
     walk: WeightWalk,
     fallback: RoundRobinTable,
-    /// The fallback's cursor, kept to share it with the next table.
-    cursor: Arc<AtomicU64>,
 }
 
 /// Per-request state of [`IpHash`]: the running hash and the rehash count,
@@ -149,11 +145,9 @@ impl Policy for IpHash {
         tier: &[Backend],
         prev: Option<&IpHashTable>,
     ) -> Result<IpHashTable, BuildError> {
-        let cursor = prev.map(|p| Arc::clone(&p.cursor)).unwrap_or_default();
         Ok(IpHashTable {
             walk: WeightWalk::new(tier),
-            fallback: RoundRobinTable::new(tier, Some(&cursor)),
-            cursor,
+            fallback: RoundRobinTable::new(tier, prev.map(|p| &p.fallback)),
         })
     }
 

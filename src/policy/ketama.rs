@@ -7,9 +7,6 @@
 //! per point, and finds a key's point through a small directory over the
 //! sorted points, so a lookup reads about two cache lines.
 
-use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
-
 use crate::backend::Backend;
 use crate::error::BuildError;
 use crate::policy::nginx_common::{refuse_backup, MAX_TRIES};
@@ -98,8 +95,6 @@ pub struct Ketama;
 pub struct KetamaTable {
     ring: Ring,
     fallback: RoundRobinTable,
-    /// The fallback's cursor, kept to share it with the next table.
-    cursor: Arc<AtomicU64>,
 }
 
 /// Per-request state of [`Ketama`]: the current point and the count of
@@ -375,11 +370,9 @@ impl Policy for Ketama {
         tier: &[Backend],
         prev: Option<&KetamaTable>,
     ) -> Result<KetamaTable, BuildError> {
-        let cursor = prev.map(|p| Arc::clone(&p.cursor)).unwrap_or_default();
         Ok(KetamaTable {
             ring: Ring::build(tier),
-            fallback: RoundRobinTable::new(tier, Some(&cursor)),
-            cursor,
+            fallback: RoundRobinTable::new(tier, prev.map(|p| &p.fallback)),
         })
     }
 

@@ -1,8 +1,5 @@
 //! nginx's `random` and `random two [least_conn]`.
 
-use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
-
 use crate::backend::Backend;
 use crate::error::BuildError;
 use crate::policy::{Candidates, Key, Policy, RoundRobinTable};
@@ -109,8 +106,6 @@ pub struct NginxRandomTable {
     starts: Box<[u64]>,
     total: u64,
     fallback: RoundRobinTable,
-    /// The fallback's cursor, shared with the next snapshot's table.
-    cursor: Arc<AtomicU64>,
 }
 
 impl NginxRandomTable {
@@ -182,12 +177,10 @@ impl Policy for NginxRandom {
                 start
             })
             .collect();
-        let cursor = prev.map(|p| Arc::clone(&p.cursor)).unwrap_or_default();
         Ok(NginxRandomTable {
             starts,
             total,
-            fallback: RoundRobinTable::new(tier, Some(&cursor)),
-            cursor,
+            fallback: RoundRobinTable::new(tier, prev.map(|p| &p.fallback)),
         })
     }
 

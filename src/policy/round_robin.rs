@@ -83,11 +83,13 @@ pub struct RoundRobinTable {
 }
 
 impl RoundRobinTable {
-    /// Builds the schedule for `tier`, sharing `cursor` with earlier tables.
-    pub fn new(tier: &[Backend], cursor: Option<&Arc<AtomicU64>>) -> Self {
+    /// Builds the schedule for `tier`, continuing the rotation of `prev`
+    /// (the table it replaces) when there is one. Policies that fall back to
+    /// round robin embed one and pass their previous one here.
+    pub fn new(tier: &[Backend], prev: Option<&RoundRobinTable>) -> Self {
         RoundRobinTable {
             schedule: smooth_schedule(tier).into_boxed_slice(),
-            cursor: cursor.cloned().unwrap_or_default(),
+            cursor: prev.map(|p| Arc::clone(&p.cursor)).unwrap_or_default(),
         }
     }
 
@@ -162,7 +164,7 @@ impl Policy for RoundRobin {
         tier: &[Backend],
         prev: Option<&RoundRobinTable>,
     ) -> Result<RoundRobinTable, BuildError> {
-        Ok(RoundRobinTable::new(tier, prev.map(|p| &p.cursor)))
+        Ok(RoundRobinTable::new(tier, prev))
     }
 
     #[inline]
