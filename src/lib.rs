@@ -63,6 +63,7 @@ mod pick;
 pub mod policy;
 mod pool;
 mod random;
+mod reader;
 mod slow_start;
 pub mod sticky;
 pub mod time;
@@ -83,6 +84,7 @@ pub use policy::{
 };
 pub use pool::{Pool, PoolBuilder, Snapshot};
 pub use random::{RandomSource, Sequence, SplitMix64};
+pub use reader::{Choice, Reader};
 pub use slow_start::{SlowStart, RAMP_ONE};
 pub use sticky::{Affinity, Sticky, StickyError, StickyPick};
 

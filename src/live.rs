@@ -160,6 +160,14 @@ impl Shared {
         true
     }
 
+    /// What [`acquire`](Self::acquire) checks and moves, without taking a
+    /// slot: for lookups that do not count themselves. `max_conns` was
+    /// checked by the caller against the count the others keep.
+    #[inline]
+    pub(crate) fn admit(&self, spec: &Backend, now: &mut dyn FnMut() -> u64) -> bool {
+        self.move_window(spec, now)
+    }
+
     /// Takes one active slot honouring `max_conns` and nothing else: a
     /// panicking pool sends traffic to failed-out backends without touching
     /// their failure window.

@@ -188,6 +188,7 @@ const MAX_SKIPPED: usize = 8;
 /// factor; otherwise it is skipped for this pick (not marked tried) and the
 /// policy chooses again. If a tier runs out with backends skipped, it is
 /// asked once more without admission, so slow start never fails a pick.
+#[inline]
 pub(crate) fn next<P: Policy>(
     snap: &Snapshot<P>,
     key: Key<'_>,
@@ -195,6 +196,24 @@ pub(crate) fn next<P: Policy>(
     tier: &mut Tier,
     state: &mut P::State,
 ) -> Option<Pick> {
+    choose::<P, true>(snap, key, tried, tier, state).map(|i| new_pick(snap, i))
+}
+
+/// [`next`]'s search, returning the backend's index (snapshot order).
+///
+/// With `TAKE`, the chosen backend's slot is taken (one active connection,
+/// honouring `max_conns`). Without it nothing is counted: the backend must
+/// only be usable (below `max_conns` as counted by others), and a probe of
+/// a failed-out backend still moves its failure window, so that unaccounted
+/// lookups follow nginx's passive health exactly as picks do.
+#[inline]
+pub(crate) fn choose<P: Policy, const TAKE: bool>(
+    snap: &Snapshot<P>,
+    key: Key<'_>,
+    tried: &mut TriedSet,
+    tier: &mut Tier,
+    state: &mut P::State,
+) -> Option<usize> {
     let clock = &*snap.pool.clock;
     let admission =
         snap.pool.slow_start.is_some() && snap.policy.ramp_mode() == RampMode::Admission;
@@ -245,21 +264,22 @@ pub(crate) fn next<P: Policy>(
         // The policy's own candidates check and take the slot, so the clock
         // is read at most once per tier.
         let acquired = cands.is_usable(i)
-            && if panic {
-                shared[i].acquire_in_panic(&specs[i])
-            } else {
-                shared[i].acquire(&specs[i], &mut || cands.now_ms())
+            && match (TAKE, panic) {
+                (true, true) => shared[i].acquire_in_panic(&specs[i]),
+                (true, false) => shared[i].acquire(&specs[i], &mut || cands.now_ms()),
+                (false, true) => true,
+                (false, false) => shared[i].admit(&specs[i], &mut || cands.now_ms()),
             };
         tried.insert(offset + i);
         if acquired {
-            return Some(new_pick(snap, offset + i));
+            return Some(offset + i);
         }
     }
 }
 
 /// The handle of a slot just taken on backend `index` (snapshot order).
 #[inline]
-fn new_pick<P: Policy>(snap: &Snapshot<P>, index: usize) -> Pick {
+pub(crate) fn new_pick<P: Policy>(snap: &Snapshot<P>, index: usize) -> Pick {
     let shared = &snap.shared[index];
     if P::COUNTS_TOTAL_ACTIVE {
         // Relaxed: a pool-wide gauge read only for load ratios.

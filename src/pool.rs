@@ -19,7 +19,8 @@ use crate::error::BuildError;
 use crate::latency::LatencyEwma;
 use crate::live::{up_since_now, Event, Observer, PoolShared, Shared};
 use crate::panic::AllDown;
-use crate::pick::{self, Pick, Request};
+use crate::pick::{Pick, Request};
+use crate::reader::Reader;
 use crate::policy::{Candidates, Key, Policy};
 use crate::random::{RandomSource, SplitMix64};
 use crate::slow_start::SlowStart;
@@ -304,7 +305,8 @@ type Retired = ahash::AHashMap<Box<str>, Weak<Shared>>;
 /// assert_eq!(pool.pick(Key::None).unwrap().id(), "b:80");
 /// ```
 pub struct Pool<P: Policy> {
-    current: ArcSwap<Snapshot<P>>,
+    /// Behind an `Arc` so that [`Reader`]s can hold it.
+    current: Arc<ArcSwap<Snapshot<P>>>,
     /// Serializes writers and holds the set as configured (config order).
     writer: Mutex<BackendSet>,
     /// Removed backends, by identity, while a pick on them is still held.
@@ -429,7 +431,7 @@ impl<P: Policy> PoolBuilder<P> {
             backend.live.up_since.store(0, Ordering::Relaxed);
         }
         Ok(Pool {
-            current: ArcSwap::from_pointee(snap),
+            current: Arc::new(ArcSwap::from_pointee(snap)),
             writer: Mutex::new(set),
             retired: Mutex::new(Retired::default()),
             shared,
@@ -474,13 +476,19 @@ impl<P: Policy> Pool<P> {
     ///
     /// One snapshot load, the policy's pick, one atomic increment; no
     /// allocation and no lock.
+    ///
+    /// A thread that picks often does better with its own [`Reader`],
+    /// which skips the snapshot load's two locked instructions.
     #[inline]
     pub fn pick(&self, key: Key<'_>) -> Option<Pick> {
-        let snap = self.current.load();
-        let mut tried = TriedSet::default();
-        let mut state = P::State::default();
-        let mut tier = pick::Tier::Primary;
-        pick::next(&snap, key, &mut tried, &mut tier, &mut state)
+        self.current.load().pick(key)
+    }
+
+    /// A reader for one thread or task: the same picks, plus
+    /// [`lookup`](Reader::lookup)s that count no connection, with the
+    /// snapshot cached and revalidated by one atomic load per call.
+    pub fn reader(&self) -> Reader<P> {
+        Reader::new(Arc::clone(&self.current))
     }
 
     /// Starts a request that may need several attempts. Each

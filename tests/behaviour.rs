@@ -9,7 +9,7 @@ use upstream::policy::Policy;
 use upstream::envoy::{BoundedLoad, Maglev, RingHash};
 use upstream::{
     Backend, BuildError, HaproxyChash, HaproxyMap, IpHash, Ketama, Key, LeastConn, ManualClock,
-    NginxHash, NginxRandom, P2c, PeakEwma, Pool, Random, Rendezvous, RoundRobin, StaticRr,
+    NginxHash, NginxRandom, P2c, PeakEwma, Pool, Random, Rendezvous, RoundRobin, SplitMix64, StaticRr,
 };
 
 const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
@@ -172,6 +172,55 @@ fn weight_zero_gets_nothing<P: Policy>(case: Case<P>) {
     }
 }
 
+/// A lookup chooses exactly what a pick would, and counts nothing.
+fn lookups_choose_as_picks_and_count_nothing<P: Policy>(case: Case<P>) {
+    let setup = |pool: &Pool<P>| {
+        pool.set_down("10.0.0.1:80", true).unwrap();
+        let mut r = pool.request(case.key);
+        r.take(2).unwrap().failure();
+    };
+    // The same seed for both, so that random policies draw alike.
+    let seeded = || {
+        Pool::builder(case.policy.clone())
+            .clock(ManualClock::new(0))
+            .random(SplitMix64::with_seed(7))
+            .build(names(6))
+            .unwrap()
+    };
+    let picked = seeded();
+    setup(&picked);
+    let looked_up = seeded();
+    setup(&looked_up);
+    let mut reader = looked_up.reader();
+    for round in 0..40 {
+        let pick = picked.pick(case.key).map(|p| p.index());
+        let choice = reader.lookup(case.key).map(|c| c.index());
+        assert_eq!(choice, pick, "{} round {round}", case.policy.name());
+        assert!(!matches!(choice, Some(1 | 2)), "down or failed out");
+    }
+    assert_eq!(looked_up.total_active(), 0);
+    let snap = looked_up.snapshot();
+    assert!((0..6).all(|i| snap.active(i) == 0));
+}
+
+/// A reader made before updates follows them.
+fn readers_follow_updates<P: Policy>(case: Case<P>) {
+    let pool = build(&case, names(5));
+    let mut reader = pool.reader();
+    let first = reader.lookup(case.key).unwrap().index();
+    assert!(first < 5);
+    pool.set_down("10.0.0.1:80", true).unwrap();
+    pool.remove("10.0.0.3:80").unwrap();
+    for _ in 0..50 {
+        let id = reader.lookup(case.key).unwrap().id().to_string();
+        assert!(id != "10.0.0.1:80" && id != "10.0.0.3:80", "{id}");
+        let p = reader.pick(case.key).unwrap();
+        assert!(p.id() != "10.0.0.1:80" && p.id() != "10.0.0.3:80");
+    }
+    assert_eq!(reader.snapshot().generation(), pool.snapshot().generation());
+    assert_eq!(reader.snapshot().len(), 4);
+}
+
 macro_rules! suite {
     ($name:ident, $case:expr) => {
         mod $name {
@@ -216,6 +265,14 @@ macro_rules! suite {
             #[test]
             fn weight_zero() {
                 weight_zero_gets_nothing($case);
+            }
+            #[test]
+            fn lookups() {
+                lookups_choose_as_picks_and_count_nothing($case);
+            }
+            #[test]
+            fn readers() {
+                readers_follow_updates($case);
             }
         }
     };

@@ -25,7 +25,9 @@ fn backends(n: usize) -> Vec<Backend> {
 fn assert_pick_allocates_nothing<P: Policy>(policy: P, key: Key<'_>) {
     for n in [1, 10, 300] {
         let pool = Pool::new(policy.clone(), backends(n)).unwrap();
+        let mut reader = pool.reader();
         drop(pool.pick(key));
+        drop(reader.pick(key));
         let info = allocation_counter::measure(|| {
             for _ in 0..100 {
                 let pick = pool.pick(key).expect("a backend");
@@ -34,13 +36,20 @@ fn assert_pick_allocates_nothing<P: Policy>(policy: P, key: Key<'_>) {
                 let first = request.next().expect("a backend");
                 first.failure();
                 drop(request.next());
+                reader.pick(key).expect("a backend").success();
+                reader.lookup(key).expect("a backend").failure();
+                drop(reader.request(key).next());
             }
         });
         assert_eq!(info.count_total, 0, "{} allocated at n={n}", policy.name());
         // With everything failed out, the fruitless pick allocates nothing either.
         pool.update(|set| set.iter_mut().for_each(|b| b.down = true))
             .unwrap();
-        let info = allocation_counter::measure(|| assert!(pool.pick(key).is_none()));
+        let info = allocation_counter::measure(|| {
+            assert!(pool.pick(key).is_none());
+            assert!(reader.pick(key).is_none());
+            assert!(reader.lookup(key).is_none());
+        });
         assert_eq!(
             info.count_total,
             0,

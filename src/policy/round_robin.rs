@@ -39,9 +39,11 @@ const MAX_SKIPS: usize = 16;
 ///
 /// # Limitations
 ///
-/// - nginx lowers a server's effective weight for a while after each failure;
-///   this policy does not, so right after failures the interleaving can differ
-///   from nginx's (the shares do not).
+/// - nginx lowers a server's effective weight for a while after each failure,
+///   and its loop shifts the others' current weights while a server is
+///   skipped; this policy does neither, so right after failures or skips
+///   (at `max_conns`, say) the interleaving can differ from nginx's (the
+///   shares do not).
 /// - A total weight W (after dividing by the weights' greatest common
 ///   divisor) above 2^20, or above 2^24 / D with D distinct weights, is scaled
 ///   down to fit, which rounds each share by at most one slot. Configs with
