@@ -159,6 +159,59 @@ fn failover_and_contended<P: Policy>(c: &mut Criterion, name: &str, policy: P, k
     });
 }
 
+/// `pick_reader/<name>/n=…`: a pick through a [`Reader`](upstream::Reader)
+/// (snapshot revalidated, policy's pick, slot taken, pick dropped), and
+/// `lookup/<name>/n=…`: a lookup that counts nothing.
+fn reader_group<P: Policy>(c: &mut Criterion, name: &str, policy: P, kind: Keys) {
+    let keys = keys(kind);
+    let mut group = c.benchmark_group(format!("pick_reader/{name}"));
+    for n in SIZES {
+        let pool = Pool::new(policy.clone(), backends(n)).unwrap();
+        let mut reader = pool.reader();
+        let mut at = 0;
+        group.bench_function(BenchmarkId::from_parameter(format!("n={n}")), |b| {
+            b.iter(|| {
+                at = (at + 1) & 4095;
+                black_box(reader.pick(keys[at])).map(|p| p.index())
+            })
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group(format!("lookup/{name}"));
+    for n in SIZES {
+        let pool = Pool::new(policy.clone(), backends(n)).unwrap();
+        let mut reader = pool.reader();
+        let mut at = 0;
+        group.bench_function(BenchmarkId::from_parameter(format!("n={n}")), |b| {
+            b.iter(|| {
+                at = (at + 1) & 4095;
+                black_box(reader.lookup(keys[at])).map(|c| c.index())
+            })
+        });
+    }
+    group.finish();
+}
+
+fn readers(c: &mut Criterion) {
+    reader_group(c, "round_robin", RoundRobin, Keys::None);
+    reader_group(c, "least_conn", LeastConn, Keys::None);
+    reader_group(c, "ip_hash", IpHash, Keys::Ip);
+    reader_group(c, "hash", NginxHash, Keys::Bytes);
+    reader_group(c, "ketama", Ketama, Keys::Bytes);
+    reader_group(c, "nginx_random", NginxRandom::plain(), Keys::None);
+    reader_group(c, "nginx_random_two", NginxRandom::two(), Keys::None);
+    reader_group(c, "random", Random, Keys::None);
+    reader_group(c, "p2c", P2c::new(), Keys::None);
+    reader_group(c, "peak_ewma", PeakEwma::new(), Keys::None);
+    reader_group(c, "maglev", Maglev::new(), Keys::Hash);
+    reader_group(c, "ring_hash", RingHash::new(), Keys::Hash);
+    reader_group(c, "rendezvous", Rendezvous, Keys::Hash);
+    reader_group(c, "haproxy_map", HaproxyMap::uri(), Keys::Bytes);
+    reader_group(c, "haproxy_chash", HaproxyChash::uri(), Keys::Bytes);
+    reader_group(c, "static_rr", StaticRr::default(), Keys::None);
+}
+
 fn core(c: &mut Criterion) {
     pick_group(c, RoundRobin);
     pick_group(c, LeastConn);
@@ -183,5 +236,5 @@ fn others(c: &mut Criterion) {
     failover_and_contended(c, "static_rr", StaticRr::default(), Keys::None);
 }
 
-criterion_group!(benches, core, others);
+criterion_group!(benches, core, others, readers);
 criterion_main!(benches);

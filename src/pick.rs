@@ -5,12 +5,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::backend::Backend;
 use crate::live::Shared;
 use crate::panic::AllDown;
 use crate::policy::{Candidates, Key, Policy, RampMode};
 use crate::pool::Snapshot;
 use crate::slow_start::RAMP_ONE;
-use crate::tried::TriedSet;
+use crate::tried::{TriedSet, NOTHING_TRIED};
 
 /// The outcome of one attempt, as the caller saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -263,18 +264,81 @@ pub(crate) fn choose<P: Policy, const TAKE: bool>(
         }
         // The policy's own candidates check and take the slot, so the clock
         // is read at most once per tier.
-        let acquired = cands.is_usable(i)
-            && match (TAKE, panic) {
-                (true, true) => shared[i].acquire_in_panic(&specs[i]),
-                (true, false) => shared[i].acquire(&specs[i], &mut || cands.now_ms()),
-                (false, true) => true,
-                (false, false) => shared[i].admit(&specs[i], &mut || cands.now_ms()),
-            };
+        let acquired = take::<TAKE>(&cands, &specs[i], &shared[i], i, panic);
         tried.insert(offset + i);
         if acquired {
             return Some(offset + i);
         }
     }
+}
+
+/// Takes (with `TAKE`) or admits tier-local backend `i` if it is usable.
+#[inline(always)]
+fn take<const TAKE: bool>(
+    cands: &Candidates<'_>,
+    spec: &Backend,
+    shared: &Shared,
+    i: usize,
+    panic: bool,
+) -> bool {
+    cands.is_usable(i)
+        && match (TAKE, panic) {
+            (true, true) => shared.acquire_in_panic(spec),
+            (true, false) => shared.acquire(spec, &mut || cands.now_ms()),
+            (false, true) => true,
+            (false, false) => shared.admit(spec, &mut || cands.now_ms()),
+        }
+}
+
+/// A request's first attempt: what [`choose`] gives from a fresh start,
+/// with the common case (no slow start admission, the policy's first
+/// choice usable) free of the tried set and the tier loop.
+#[inline]
+pub(crate) fn choose_first<P: Policy, const TAKE: bool>(
+    snap: &Snapshot<P>,
+    key: Key<'_>,
+) -> Option<usize> {
+    let mut state = P::State::default();
+    let tier = Tier::Primary;
+    let admission =
+        snap.pool.slow_start.is_some() && snap.policy.ramp_mode() == RampMode::Admission;
+    if admission {
+        return choose_on::<P, TAKE>(snap, key, None, tier, state);
+    }
+    let n = snap.n_primary;
+    let (specs, shared) = (&snap.specs[..n], &snap.shared[..n]);
+    let cands = Candidates::new(specs, shared, 0, &NOTHING_TRIED, &*snap.pool.clock)
+        .untried()
+        .in_pool(&snap.pool);
+    match snap
+        .policy
+        .pick(&snap.primary, &cands, key, &mut state)
+        .filter(|&i| i < n)
+    {
+        Some(i) if take::<TAKE>(&cands, &specs[i], &shared[i], i, false) => Some(i),
+        // As `choose` goes on after a backend it could not take.
+        Some(i) => choose_on::<P, TAKE>(snap, key, Some(i), tier, state),
+        // As `choose` goes on after a tier with nothing left.
+        None => choose_on::<P, TAKE>(snap, key, None, advance(snap, tier), P::State::default()),
+    }
+}
+
+/// [`choose_first`]'s way on when its first choice fails, kept out of line
+/// so that the tried set is built only then.
+#[cold]
+#[inline(never)]
+fn choose_on<P: Policy, const TAKE: bool>(
+    snap: &Snapshot<P>,
+    key: Key<'_>,
+    tried_first: Option<usize>,
+    mut tier: Tier,
+    mut state: P::State,
+) -> Option<usize> {
+    let mut tried = TriedSet::new();
+    if let Some(i) = tried_first {
+        tried.insert(i);
+    }
+    choose::<P, TAKE>(snap, key, &mut tried, &mut tier, &mut state)
 }
 
 /// The handle of a slot just taken on backend `index` (snapshot order).

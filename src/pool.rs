@@ -20,9 +20,9 @@ use crate::latency::LatencyEwma;
 use crate::live::{up_since_now, Event, Observer, PoolShared, Shared};
 use crate::panic::AllDown;
 use crate::pick::{Pick, Request};
-use crate::reader::Reader;
 use crate::policy::{Candidates, Key, Policy};
 use crate::random::{RandomSource, SplitMix64};
+use crate::reader::Reader;
 use crate::slow_start::SlowStart;
 use crate::tried::TriedSet;
 

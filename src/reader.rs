@@ -21,10 +21,9 @@ use arc_swap::{ArcSwap, Cache};
 
 use crate::backend::Backend;
 use crate::live::Shared;
-use crate::pick::{self, Outcome, Pick, Request, Tier};
+use crate::pick::{self, Outcome, Pick, Request};
 use crate::policy::{Key, Policy};
 use crate::pool::Snapshot;
-use crate::tried::TriedSet;
 
 /// A pool's snapshot, cached for one thread or task.
 ///
@@ -142,9 +141,7 @@ impl<P: Policy> Snapshot<P> {
     /// The policy's pick and one atomic increment; no allocation, no lock.
     #[inline]
     pub fn pick(&self, key: Key<'_>) -> Option<Pick> {
-        let mut tried = TriedSet::default();
-        let mut state = P::State::default();
-        pick::next(self, key, &mut tried, &mut Tier::Primary, &mut state)
+        pick::choose_first::<P, true>(self, key).map(|i| pick::new_pick(self, i))
     }
 
     /// The backend the policy chooses for `key` on this snapshot, counting
@@ -177,10 +174,7 @@ impl<P: Policy> Snapshot<P> {
     /// The policy's pick; no allocation, no lock.
     #[inline]
     pub fn lookup(&self, key: Key<'_>) -> Option<Choice<'_>> {
-        let mut tried = TriedSet::default();
-        let mut state = P::State::default();
-        let index =
-            pick::choose::<P, false>(self, key, &mut tried, &mut Tier::Primary, &mut state)?;
+        let index = pick::choose_first::<P, false>(self, key)?;
         Some(Choice {
             backend: &self.specs[index],
             shared: &self.shared[index],

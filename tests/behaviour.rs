@@ -9,7 +9,8 @@ use upstream::policy::Policy;
 use upstream::envoy::{BoundedLoad, Maglev, RingHash};
 use upstream::{
     Backend, BuildError, HaproxyChash, HaproxyMap, IpHash, Ketama, Key, LeastConn, ManualClock,
-    NginxHash, NginxRandom, P2c, PeakEwma, Pool, Random, Rendezvous, RoundRobin, SplitMix64, StaticRr,
+    NginxHash, NginxRandom, P2c, PeakEwma, Pool, Random, Rendezvous, RoundRobin, SplitMix64,
+    StaticRr,
 };
 
 const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));

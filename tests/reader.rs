@@ -81,15 +81,31 @@ fn lookups_follow_passive_health_and_probe_once() {
     assert_eq!(reader.lookup(key).unwrap().id(), "b:1", "a:1 rests");
 
     clock.set_ms(11_000);
-    assert_eq!(reader.lookup(key).unwrap().id(), "b:1", "10 s to the ms: still resting");
+    assert_eq!(
+        reader.lookup(key).unwrap().id(),
+        "b:1",
+        "10 s to the ms: still resting"
+    );
     clock.set_ms(11_001);
     // Two choices held at once: look up on the snapshot itself.
     let snap = Arc::clone(reader.snapshot());
     let probe = snap.lookup(key).unwrap();
-    assert_eq!(probe.id(), "a:1", "the first lookup after fail_timeout probes");
-    assert_eq!(reader.lookup(key).unwrap().id(), "b:1", "one probe at a time");
+    assert_eq!(
+        probe.id(),
+        "a:1",
+        "the first lookup after fail_timeout probes"
+    );
+    assert_eq!(
+        reader.lookup(key).unwrap().id(),
+        "b:1",
+        "one probe at a time"
+    );
     probe.report(Outcome::Success, Some(Duration::from_millis(3)));
-    assert_eq!(reader.snapshot().fails(0), 0, "the probe's success restores it");
+    assert_eq!(
+        reader.snapshot().fails(0),
+        0,
+        "the probe's success restores it"
+    );
     assert_eq!(reader.lookup(key).unwrap().id(), "a:1");
     assert_eq!(pool.total_active(), 0);
 }
@@ -114,7 +130,10 @@ fn snapshot_lookups_stay_on_their_snapshot() {
     assert_eq!((choice.id(), choice.generation()), ("a", 1));
     let mut reader = pool.reader();
     let choice = reader.lookup(Key::None).unwrap();
-    assert_eq!((choice.id(), choice.index(), choice.generation()), ("c", 0, 2));
+    assert_eq!(
+        (choice.id(), choice.index(), choice.generation()),
+        ("c", 0, 2)
+    );
     assert_eq!(choice.backend().weight, 1);
 }
 

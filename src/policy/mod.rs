@@ -241,7 +241,8 @@ pub struct Candidates<'a> {
     specs: &'a [Backend],
     shared: &'a [Arc<Shared>],
     offset: usize,
-    tried: &'a TriedSet,
+    /// `None` on a request's first attempt, which has tried nothing.
+    tried: Option<&'a TriedSet>,
     clock: &'a dyn Clock,
     now: Cell<Option<u64>>,
     pool: Option<&'a PoolShared>,
@@ -267,7 +268,7 @@ impl<'a> Candidates<'a> {
             specs,
             shared,
             offset,
-            tried,
+            tried: Some(tried),
             clock,
             now: Cell::new(None),
             pool: None,
@@ -294,6 +295,13 @@ impl<'a> Candidates<'a> {
     #[inline]
     pub(crate) fn skipping(mut self, skipped: &'a [usize]) -> Self {
         self.skipped = skipped;
+        self
+    }
+
+    /// The same candidates on a request's first attempt: nothing tried.
+    #[inline]
+    pub(crate) fn untried(mut self) -> Self {
+        self.tried = None;
         self
     }
 
@@ -375,7 +383,7 @@ impl<'a> Candidates<'a> {
     /// one pick, turned down by slow start's admission).
     #[inline]
     pub fn is_tried(&self, i: usize) -> bool {
-        self.tried.contains(self.offset + i)
+        self.tried.is_some_and(|t| t.contains(self.offset + i))
             || (!self.skipped.is_empty() && self.skipped.contains(&i))
     }
 

@@ -28,7 +28,8 @@ pub type Batch = Box<dyn FnMut(u64)>;
 
 /// One subject of a row.
 pub struct Subject {
-    /// Who is measured: `upstream`, `pingora select()`, `Continuum::node`, `bare`.
+    /// Who is measured: `Pool::pick`, `Reader::pick`, `Reader::lookup`,
+    /// `pingora select()`, `Continuum::node`, `bare`.
     pub name: &'static str,
     /// The timed work.
     pub batch: Batch,
@@ -116,22 +117,53 @@ fn keyed(mut pick: impl FnMut(&[u8]) + 'static) -> Batch {
     })
 }
 
-fn upstream_pick<P: upstream::Policy>(pool: Pool<P>, keyed_by_bytes: bool) -> Subject {
+/// How an `upstream` subject reaches the pool.
+#[derive(Clone, Copy)]
+enum Via {
+    /// `Pool::pick`: an arc-swap load per call, a counted `Pick`.
+    Pool,
+    /// `Reader::pick`: the cached snapshot, a counted `Pick`.
+    Reader,
+    /// `Reader::lookup`: the cached snapshot, nothing counted.
+    Lookup,
+}
+
+fn upstream_subject<P: upstream::Policy>(pool: Pool<P>, keyed_by_bytes: bool, via: Via) -> Subject {
+    let mut reader = pool.reader();
+    let mut choose = move |key: Key<'_>| match via {
+        Via::Pool => pool.pick(key).map(|p| p.index()),
+        Via::Reader => reader.pick(key).map(|p| p.index()),
+        Via::Lookup => reader.lookup(key).map(|c| c.index()),
+    };
     let batch = if keyed_by_bytes {
         keyed(move |key| {
-            black_box(pool.pick(Key::Bytes(black_box(key))).map(|p| p.index()));
+            black_box(choose(Key::Bytes(black_box(key))));
         })
     } else {
         Box::new(move |iters: u64| {
             for _ in 0..iters {
-                black_box(pool.pick(Key::None).map(|p| p.index()));
+                black_box(choose(Key::None));
             }
         }) as Batch
     };
-    Subject {
-        name: "upstream",
-        batch,
-    }
+    let name = match via {
+        Via::Pool => "Pool::pick",
+        Via::Reader => "Reader::pick",
+        Via::Lookup => "Reader::lookup",
+    };
+    Subject { name, batch }
+}
+
+/// The three ways in to an `upstream` pool of policy `P` over `n` backends.
+fn upstream_subjects<P: upstream::Policy>(
+    policy: P,
+    n: usize,
+    keyed_by_bytes: bool,
+) -> Vec<Subject> {
+    [Via::Pool, Via::Reader, Via::Lookup]
+        .into_iter()
+        .map(|via| upstream_subject(pool(policy.clone(), n), keyed_by_bytes, via))
+        .collect()
 }
 
 fn pingora_select<S>(lb: LoadBalancer<S>) -> Subject
@@ -236,30 +268,27 @@ pub fn rows(filter: &str) -> Vec<Row> {
     };
     for n in SIZES {
         row("round_robin", n, &|| {
-            vec![
-                upstream_pick(pool(upstream::RoundRobin, n), false),
-                pingora_select(pingora_lb::<PRoundRobin>(n)),
-                bare_round_robin(n),
-            ]
+            let mut subjects = upstream_subjects(upstream::RoundRobin, n, false);
+            subjects.push(pingora_select(pingora_lb::<PRoundRobin>(n)));
+            subjects.push(bare_round_robin(n));
+            subjects
         });
     }
     for n in SIZES {
         row("ketama", n, &|| {
-            vec![
-                upstream_pick(pool(upstream::Ketama, n), true),
-                pingora_select(pingora_lb::<Consistent>(n)),
-                continuum_node(n),
-                bare_ketama(n),
-            ]
+            let mut subjects = upstream_subjects(upstream::Ketama, n, true);
+            subjects.push(pingora_select(pingora_lb::<Consistent>(n)));
+            subjects.push(continuum_node(n));
+            subjects.push(bare_ketama(n));
+            subjects
         });
     }
     for n in SIZES {
         row("hash", n, &|| {
-            vec![
-                upstream_pick(pool(upstream::NginxHash, n), true),
-                pingora_select(pingora_lb::<FNVHash>(n)),
-                bare_hash(n),
-            ]
+            let mut subjects = upstream_subjects(upstream::NginxHash, n, true);
+            subjects.push(pingora_select(pingora_lb::<FNVHash>(n)));
+            subjects.push(bare_hash(n));
+            subjects
         });
     }
     rows

@@ -23,10 +23,11 @@ fn main() {
     let target = Duration::from_millis(batch_ms);
 
     println!(
-        "| policy | n | upstream ns | pingora select() ns | select ÷ upstream | \
-         Continuum::node ns | node ÷ upstream | bare ns | upstream ÷ bare | node ÷ bare |"
+        "| policy | n | Pool::pick | Reader::pick | Reader::lookup | pingora select() | \
+         select ÷ Pool::pick | select ÷ Reader::pick | select ÷ lookup | Continuum::node | \
+         node ÷ lookup | node ÷ bare | bare | Reader::pick ÷ bare | lookup ÷ bare |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for mut row in rows(&filter) {
         let iters: Vec<u64> = row
             .subjects
@@ -47,22 +48,29 @@ fn main() {
             s.sort_by(f64::total_cmp);
             Some(s[s.len() / 2])
         };
-        let up = median("upstream");
+        let pool = median("Pool::pick");
+        let reader = median("Reader::pick");
+        let lookup = median("Reader::lookup");
         let select = median("pingora select()");
         let node = median("Continuum::node");
         let bare = median("bare");
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             row.policy,
             row.n,
-            ns(up),
+            ns(pool),
+            ns(reader),
+            ns(lookup),
             ns(select),
-            ratio(select, up),
+            ratio(select, pool),
+            ratio(select, reader),
+            ratio(select, lookup),
             ns(node),
-            ratio(node, up),
-            ns(bare),
-            ratio(up, bare),
+            ratio(node, lookup),
             ratio(node, bare),
+            ns(bare),
+            ratio(reader, bare),
+            ratio(lookup, bare),
         );
     }
 }

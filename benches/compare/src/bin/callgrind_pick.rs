@@ -5,6 +5,7 @@
 //! Usage: `callgrind_pick POLICY N ITERS [failover]`, POLICY one of
 //! `round_robin`, `least_conn`, `ketama`, `hash`, `ip_hash`
 //! (unkeyed here: its round-robin fallback), `bare_round_robin`.
+//! `VIA=reader` or `VIA=lookup` go through a `Reader` instead of `Pool::pick`.
 
 use std::hint::black_box;
 
@@ -13,13 +14,26 @@ use upstream_compare::{keys, upstream_backends};
 
 #[inline(never)]
 fn timed_picks<P: upstream::Policy>(pool: &Pool<P>, keys: &[[u8; 24]], iters: usize, keyed: bool) {
+    // VIA=reader picks through a `Reader`, VIA=lookup looks up through one.
+    let via = match std::env::var("VIA").as_deref() {
+        Ok("reader") => 1,
+        Ok("lookup") => 2,
+        _ => 0,
+    };
+    let mut reader = pool.reader();
     for k in 0..iters {
         let key = if keyed {
             Key::Bytes(&keys[k % keys.len()])
         } else {
             Key::None
         };
-        black_box(pool.pick(black_box(key)).map(|p| p.index()));
+        let key = black_box(key);
+        let index = match via {
+            1 => reader.pick(key).map(|p| p.index()),
+            2 => reader.lookup(key).map(|c| c.index()),
+            _ => pool.pick(key).map(|p| p.index()),
+        };
+        black_box(index);
     }
 }
 
