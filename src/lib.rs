@@ -13,6 +13,9 @@
 //!   (`max_fails`, `fail_timeout`, backups);
 //! - retries over distinct backends with [`Pool::request`], following
 //!   nginx's `proxy_next_upstream`;
+//! - a [`Reader`] per worker thread for the fastest picks, and
+//!   [`Reader::lookup`] for callers that hold no connection per pick
+//!   (cache clients): the same choice, nothing counted;
 //! - balancing [policies](policy) that give exactly nginx's answers, and a
 //!   [`Policy`] trait for your own.
 //!
