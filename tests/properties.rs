@@ -109,6 +109,7 @@ fn op(backups: bool) -> impl Strategy<Value = Op> {
         6 => any::<u16>().prop_map(Op::Pick),
         2 => any::<u16>().prop_map(Op::Begin),
         4 => Just(Op::Next),
+        3 => (any::<u16>(), report.clone()).prop_map(|(k, r)| Op::Lookup(k, r)),
         6 => (any::<usize>(), report).prop_map(|(n, r)| Op::Report(n, r)),
         2 => prop_oneof![0u64..=10, Just(1_000), Just(1_001), 0u64..=25_000].prop_map(Op::Advance),
         1 => (any::<usize>(), any::<bool>()).prop_map(|(n, d)| Op::SetDown(n, d)),

@@ -1,7 +1,8 @@
 //! A pool driven by an arbitrary sequence of operations, checked after
 //! every step against the plain model the property tests use
 //! (tests/model/mod.rs): no pick of a backend that is down, failed out, at
-//! `max_conns`, removed or from another snapshot; none only when nothing
+//! `max_conns`, removed or from another snapshot (picks and lookups through
+//! a reader alike); none only when nothing
 //! can serve; the exact pick of the reference where there is one; counts
 //! equal to the model's after every step and zero at the end.
 
@@ -75,8 +76,13 @@ impl Input<'_> {
     fn op(&mut self, backups: bool) -> Op {
         let code = self.byte();
         let arg = self.byte();
-        match code % 10 {
+        match code % 12 {
             0 | 1 => Op::Pick(u16::from(arg)),
+            10 | 11 => {
+                let report =
+                    [Report::Success, Report::Failure, Report::Drop][usize::from(code / 12 % 3)];
+                Op::Lookup(u16::from(arg), report)
+            }
             2 => Op::Begin(u16::from(arg)),
             3 | 4 => Op::Next,
             5 | 6 => {

@@ -13,6 +13,7 @@
 use std::cell::RefCell;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use upstream::policy::Policy;
 use upstream::{Backend, Key, ManualClock, Pick, Pool, Request, Snapshot};
@@ -81,6 +82,9 @@ pub enum Op {
     Begin(u16),
     /// `Request::next` on the open request, holding the pick.
     Next,
+    /// `Reader::lookup` through one reader kept for the whole run, then
+    /// the report (a drop reports nothing).
+    Lookup(u16, Report),
     /// Reports (or just drops) held pick number `n % held`.
     Report(usize, Report),
     Advance(u64),
@@ -427,6 +431,19 @@ impl<R: Reference> Model<R> {
         }
     }
 
+    /// A lookup: nginx's window move when a peer is chosen, nothing counted.
+    pub fn admit(&self, req: &ModelRequest<R>, index: usize) -> Held {
+        let held = self.acquire(req, index);
+        held.live.borrow_mut().active -= 1;
+        held
+    }
+
+    /// The report of a lookup: as a pick's, with no count to release.
+    pub fn report_lookup(&self, held: Held, report: &Report) {
+        held.live.borrow_mut().active += 1;
+        self.report(held, report);
+    }
+
     pub fn report(&self, held: Held, report: &Report) {
         let mut l = held.live.borrow_mut();
         l.active -= 1;
@@ -463,6 +480,10 @@ pub fn run_ops<P: Policy, R: Reference>(
         .map_err(|e| format!("valid set refused: {e}"))?;
     let mut model = Model::new(spec.reference, set);
     let mut held: Vec<(Pick, Held)> = Vec::new();
+    let mut reader = pool.reader();
+    // The reader keeps the snapshot of its last call alive, and with it the
+    // live state of backends removed since: the model keeps its view alike.
+    let mut _reader_view = model.request();
     let mut open: Option<(Request<'_, P>, ModelRequest<R>, Key<'_>)> = None;
     let ctx = Checker {
         picks_drained: spec.picks_drained,
@@ -475,7 +496,8 @@ pub fn run_ops<P: Policy, R: Reference>(
                 let mut req = model.request();
                 let snap = pool.snapshot();
                 let pick = pool.pick(key);
-                let index = ctx.check(&model, &mut req, &snap, None, pick.as_ref(), key)?;
+                let answer = pick.as_ref().map(Answer::of);
+                let index = ctx.check(&model, &mut req, &snap, None, answer, key)?;
                 if let (Some(pick), Some(index)) = (pick, index) {
                     held.push((pick, model.acquire(&req, index)));
                 }
@@ -484,11 +506,34 @@ pub fn run_ops<P: Policy, R: Reference>(
                 let key = key_of(spec.keys, seed);
                 open = Some((pool.request(key), model.request(), key));
             }
+            Op::Lookup(seed, report) => {
+                let key = key_of(spec.keys, seed);
+                let mut req = model.request();
+                let snap = Arc::clone(reader.snapshot());
+                let choice = reader.lookup(key);
+                let answer = choice.map(|c| Answer {
+                    index: c.index(),
+                    id: c.id(),
+                    generation: c.generation(),
+                });
+                let index = ctx.check(&model, &mut req, &snap, None, answer, key)?;
+                if let (Some(choice), Some(index)) = (choice, index) {
+                    let h = model.admit(&req, index);
+                    match report {
+                        Report::Success => choice.success(),
+                        Report::Failure => choice.failure(),
+                        Report::Drop => {}
+                    }
+                    model.report_lookup(h, &report);
+                }
+                _reader_view = req;
+            }
             Op::Next => {
                 if let Some((request, req, key)) = open.as_mut() {
                     let pick = request.next();
                     let snap = request.snapshot();
-                    let index = ctx.check(&model, req, snap, Some(request), pick.as_ref(), *key)?;
+                    let answer = pick.as_ref().map(Answer::of);
+                    let index = ctx.check(&model, req, snap, Some(request), answer, *key)?;
                     if let (Some(pick), Some(index)) = (pick, index) {
                         held.push((pick, model.acquire(req, index)));
                     }
@@ -590,6 +635,24 @@ pub fn check_counts<P: Policy, R: Reference>(
     Ok(())
 }
 
+/// What the pool answered: a pick's or a lookup's backend.
+#[derive(Clone, Copy)]
+pub struct Answer<'a> {
+    pub index: usize,
+    pub id: &'a str,
+    pub generation: u64,
+}
+
+impl<'a> Answer<'a> {
+    pub fn of(pick: &'a Pick) -> Self {
+        Answer {
+            index: pick.index(),
+            id: pick.id(),
+            generation: pick.generation(),
+        }
+    }
+}
+
 pub struct Checker {
     pub picks_drained: bool,
 }
@@ -605,17 +668,17 @@ impl Checker {
         req: &mut ModelRequest<R>,
         snap: &Snapshot<P>,
         request: Option<&Request<'_, P>>,
-        pick: Option<&Pick>,
+        pick: Option<Answer<'_>>,
         key: Key<'_>,
     ) -> Result<Option<usize>, String> {
-        let index = pick.map(Pick::index);
+        let index = pick.map(|p| p.index);
 
         // The pick names a backend of the snapshot it was made on.
         if let Some(pick) = pick {
-            let named = snap.backend(pick.index()).map(|b| b.id.as_str());
-            ensure_eq!(named, Some(pick.id()), "pick outside its snapshot");
+            let named = snap.backend(pick.index).map(|b| b.id.as_str());
+            ensure_eq!(named, Some(pick.id), "pick outside its snapshot");
             ensure_eq!(
-                pick.generation(),
+                pick.generation,
                 snap.generation(),
                 "pick from another snapshot"
             );
