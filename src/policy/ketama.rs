@@ -78,7 +78,7 @@ const NARROW_OWNERS: usize = 1 << 16;
 /// one step per unavailable point (at most 21). Build: O(p log p) for p
 /// points. Memory: at most 8 bytes per point, directory included: 6 (a
 /// 4-byte value, a 2-byte owner) plus 1 to 2 for the directory (7.5 with
-/// 100 mixed-weight backends, 7.2 with 1000) with 65,536 backends or
+/// 100 backends of weights 1 to 10, 7.2 with 1000) with 65,536 backends or
 /// fewer; 8 (a 4-byte owner, no directory) beyond.
 ///
 /// # Examples
@@ -122,6 +122,7 @@ impl KetamaTable {
     }
 
     /// Point `i` in ring order: its value and its owner's index in the tier.
+    #[inline]
     pub fn point(&self, i: usize) -> Option<(u32, usize)> {
         self.ring.point(i)
     }
@@ -132,6 +133,7 @@ impl KetamaTable {
     /// # Complexity
     ///
     /// O(1): one directory read and 8 comparisons, as in a pick.
+    #[inline]
     pub fn find(&self, hash: u32) -> Option<usize> {
         let len = self.points();
         (len > 0).then(|| match self.ring.find(hash) {
