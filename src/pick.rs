@@ -281,7 +281,7 @@ fn take<const TAKE: bool>(
     i: usize,
     panic: bool,
 ) -> bool {
-    cands.is_usable(i)
+    cands.is_still_usable(i)
         && match (TAKE, panic) {
             (true, true) => shared.acquire_in_panic(spec),
             (true, false) => shared.acquire(spec, &mut || cands.now_ms()),

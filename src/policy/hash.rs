@@ -77,19 +77,20 @@ pub struct HashState {
 /// attempt 0.
 #[inline]
 fn attempt_hash(attempt: u64, key: &[u8]) -> u32 {
-    let mut crc = crc32fast::Hasher::new();
-    if attempt > 0 {
-        let mut digits = [0u8; 20];
-        let mut at = digits.len();
-        let mut n = attempt;
-        while n > 0 {
-            at -= 1;
-            // n % 10 < 10, so the cast keeps the whole digit.
-            digits[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-        }
-        crc.update(&digits[at..]);
+    if attempt == 0 {
+        return (crc32fast::hash(key) >> 16) & 0x7fff;
     }
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = attempt;
+    while n > 0 {
+        at -= 1;
+        // n % 10 < 10, so the cast keeps the whole digit.
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&digits[at..]);
     crc.update(key);
     (crc.finalize() >> 16) & 0x7fff
 }
@@ -121,7 +122,7 @@ impl Policy for NginxHash {
         })
     }
 
-    #[inline]
+    #[inline(always)]
     fn pick(
         &self,
         table: &HashTable,

@@ -383,7 +383,7 @@ impl Policy for Ketama {
         })
     }
 
-    #[inline]
+    #[inline(always)]
     fn pick(
         &self,
         table: &KetamaTable,

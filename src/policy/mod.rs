@@ -250,6 +250,9 @@ pub struct Candidates<'a> {
     skipped: &'a [usize],
     /// The tier panics: failed-out backends count as available.
     panic: bool,
+    /// The last index [`is_usable`](Self::is_usable) found usable, so that
+    /// the pool does not check the policy's choice a second time.
+    usable: Cell<usize>,
 }
 
 /// The source of candidates built outside a pool (unit tests of tables).
@@ -274,6 +277,7 @@ impl<'a> Candidates<'a> {
             pool: None,
             skipped: &[],
             panic: false,
+            usable: Cell::new(usize::MAX),
         }
     }
 
@@ -446,10 +450,22 @@ impl<'a> Candidates<'a> {
         let (Some(spec), Some(shared)) = (self.specs.get(i), self.shared.get(i)) else {
             return false;
         };
-        !spec.down
+        let usable = !spec.down
             && !self.is_tried(i)
             && (spec.max_conns == 0 || shared.active() < spec.max_conns)
-            && (self.panic || !shared.failed_out(spec, || self.now_ms()))
+            && (self.panic || !shared.failed_out(spec, || self.now_ms()));
+        if usable {
+            self.usable.set(i);
+        }
+        usable
+    }
+
+    /// [`is_usable`](Self::is_usable), answered without a second look when
+    /// `i` is the last index found usable: nothing the pick path does in
+    /// between changes it.
+    #[inline(always)]
+    pub(crate) fn is_still_usable(&self, i: usize) -> bool {
+        self.usable.get() == i || self.is_usable(i)
     }
 
     /// Backend `i` can take a new client: usable, not draining, and of
