@@ -929,3 +929,26 @@ fn policy_names_map_to_the_crates_policies() {
     assert_eq!(key(&hash, Some(PolicyName::P2c)), KeySpec::None);
     assert_eq!(key(&hash, None), KeySpec::Template(vec![Part::RequestUri]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_maglev_serves_a_request_whose_key_is_empty() {
+    within(async {
+        let chosen = PolicyName::from_str("maglev", false).unwrap();
+        let (fx, _file) = Fixture::from_file(
+            &["b1", "b2"],
+            "hash $cookie_session consistent;",
+            &[],
+            Some(chosen),
+        )
+        .await;
+        assert_eq!(fx.proxy.pool().snapshot().policy().name(), "maglev");
+        // No session cookie: the key is empty, and Maglev spreads such
+        // requests instead of refusing them.
+        for _ in 0..4 {
+            let reply = fetch(fx.addr, "/", None).await;
+            assert_eq!(reply.status, 200);
+            assert!(reply.body == "b1" || reply.body == "b2", "{}", reply.body);
+        }
+    })
+    .await;
+}

@@ -30,12 +30,9 @@ use crate::key::KeySpec;
 /// A balancing policy chosen on the command line, overriding the file's
 /// method.
 ///
-/// # Limitations
-///
-/// Maglev, ring hash and rendezvous pick nothing for a request without a
-/// key, so under them a `hash` key that evaluates to empty (a missing
-/// cookie) is answered 502, where nginx's hash methods fall back to round
-/// robin.
+/// Under Maglev, ring hash and rendezvous, a `hash` key that evaluates to
+/// empty (a missing cookie) is spread by the policy, where nginx's hash
+/// methods fall back to round robin.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum PolicyName {
     /// nginx's smooth weighted round robin.
