@@ -474,8 +474,8 @@ impl<P: Policy> Pool<P> {
     ///
     /// # Complexity
     ///
-    /// One snapshot load, the policy's pick, one atomic increment; no
-    /// allocation and no lock.
+    /// One snapshot load, the policy's pick, one atomic increment (two for
+    /// policies that keep the pool-wide count); no allocation and no lock.
     ///
     /// A thread that picks often does better with its own [`Reader`],
     /// which skips the snapshot load's two locked instructions.

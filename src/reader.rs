@@ -75,8 +75,10 @@ impl<P: Policy> Reader<P> {
     ///
     /// # Complexity
     ///
-    /// The policy's pick and one atomic increment; no allocation, no lock,
-    /// and no locked instruction for the snapshot.
+    /// The policy's pick and one atomic increment (two for policies that
+    /// keep the pool-wide count, [`Policy::COUNTS_TOTAL_ACTIVE`], which an
+    /// [`AnyPolicy`](crate::policy::AnyPolicy) pool always does); no
+    /// allocation, no lock, and no locked instruction for the snapshot.
     #[inline]
     pub fn pick(&mut self, key: Key<'_>) -> Option<Pick> {
         self.cache.load().pick(key)
@@ -138,7 +140,8 @@ impl<P: Policy> Snapshot<P> {
     ///
     /// # Complexity
     ///
-    /// The policy's pick and one atomic increment; no allocation, no lock.
+    /// The policy's pick and one atomic increment (two for policies that
+    /// keep the pool-wide count); no allocation, no lock.
     #[inline]
     pub fn pick(&self, key: Key<'_>) -> Option<Pick> {
         pick::choose_first::<P, true>(self, key).map(|i| pick::new_pick(self, i))
@@ -189,7 +192,9 @@ impl<P: Policy> Snapshot<P> {
 ///
 /// It borrows the snapshot it was chosen on; copy out what outlives it
 /// ([`id`](Choice::id), [`addr`](Choice::addr)). Reporting the outcome is
-/// optional but keeps passive health working.
+/// optional but keeps passive health working. A lookup that was let through
+/// to probe a failed-out backend and is never reported leaves that backend
+/// out for another `fail_timeout`, as an unreported [`Pick`] does.
 #[derive(Clone, Copy)]
 pub struct Choice<'s> {
     backend: &'s Backend,

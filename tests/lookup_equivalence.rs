@@ -1,4 +1,4 @@
-//! A review's differential check: on identical pools driven through the same
+//! A differential check: on identical pools driven through the same
 //! steps, a pick through the first-attempt fast path (`Pool::pick`), a
 //! lookup through a reader, and a request's first attempt through the
 //! general loop (`Request::next`) choose the same backend every time, under
