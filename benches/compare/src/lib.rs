@@ -129,29 +129,55 @@ enum Via {
 }
 
 fn upstream_subject<P: upstream::Policy>(pool: Pool<P>, keyed_by_bytes: bool, via: Via) -> Subject {
-    let mut reader = pool.reader();
-    let mut choose = move |key: Key<'_>| match via {
-        Via::Pool => pool.pick(key).map(|p| p.index()),
-        Via::Reader => reader.pick(key).map(|p| p.index()),
-        Via::Lookup => reader.lookup(key).map(|c| c.index()),
-    };
-    let batch = if keyed_by_bytes {
-        keyed(move |key| {
-            black_box(choose(Key::Bytes(black_box(key))));
-        })
-    } else {
-        Box::new(move |iters: u64| {
-            for _ in 0..iters {
-                black_box(choose(Key::None));
-            }
-        }) as Batch
-    };
+    // One closure per way in, each compiled on its own, so that no subject
+    // pays for a branch on `via` or loses inlining to the others.
     let name = match via {
         Via::Pool => "Pool::pick",
         Via::Reader => "Reader::pick",
         Via::Lookup => "Reader::lookup",
     };
+    let batch = match (via, keyed_by_bytes) {
+        (Via::Pool, true) => keyed(move |key| {
+            black_box(pool.pick(Key::Bytes(black_box(key))).map(|p| p.index()));
+        }),
+        (Via::Reader, true) => {
+            let mut reader = pool.reader();
+            keyed(move |key| {
+                black_box(reader.pick(Key::Bytes(black_box(key))).map(|p| p.index()));
+            })
+        }
+        (Via::Lookup, true) => {
+            let mut reader = pool.reader();
+            keyed(move |key| {
+                black_box(reader.lookup(Key::Bytes(black_box(key))).map(|c| c.index()));
+            })
+        }
+        (Via::Pool, false) => unkeyed(move || {
+            black_box(pool.pick(Key::None).map(|p| p.index()));
+        }),
+        (Via::Reader, false) => {
+            let mut reader = pool.reader();
+            unkeyed(move || {
+                black_box(reader.pick(Key::None).map(|p| p.index()));
+            })
+        }
+        (Via::Lookup, false) => {
+            let mut reader = pool.reader();
+            unkeyed(move || {
+                black_box(reader.lookup(Key::None).map(|c| c.index()));
+            })
+        }
+    };
     Subject { name, batch }
+}
+
+/// A batch that calls `pick` with no key.
+fn unkeyed(mut pick: impl FnMut() + 'static) -> Batch {
+    Box::new(move |iters| {
+        for _ in 0..iters {
+            pick();
+        }
+    })
 }
 
 /// The three ways in to an `upstream` pool of policy `P` over `n` backends.
