@@ -3,7 +3,8 @@
 
 Usage: python3 benches/compare/criterion_table.py [target/criterion]
 Reads <group>/<id>/new/estimates.json (median point estimate, ns) for
-the groups pick/, pick_failover/, build/ and pick_contended/.
+the groups pick/, pick_reader/, lookup/, pick_failover/, build/ and
+pick_contended/.
 """
 import json
 import os
@@ -46,7 +47,7 @@ def table(kind, sizes=("n=10", "n=100", "n=1000")):
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 
-for kind in ("pick", "pick_failover", "build"):
+for kind in ("pick", "pick_reader", "lookup", "pick_failover", "build"):
     table(kind)
 contended = sorted(k for k in results if k.startswith("pick_contended/"))
 if contended:
