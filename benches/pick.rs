@@ -193,7 +193,37 @@ fn reader_group<P: Policy>(c: &mut Criterion, name: &str, policy: P, kind: Keys)
     group.finish();
 }
 
+/// `pick_contended_reader/<name>`: two threads, each with its own reader,
+/// picking from one pool of 100 at once; wall time per pick over both.
+fn reader_contended<P: Policy>(c: &mut Criterion, name: &str, policy: P, kind: Keys) {
+    let keys = keys(kind);
+    let pool = Pool::new(policy, backends(100)).unwrap();
+    let run = |iters: u64, first: usize| {
+        let mut reader = pool.reader();
+        let start = std::time::Instant::now();
+        for k in 0..iters as usize {
+            black_box(reader.pick(keys[(first + k) & 4095]).map(|p| p.index()));
+        }
+        start.elapsed()
+    };
+    c.bench_function(&format!("pick_contended_reader/{name}"), |b| {
+        b.iter_custom(|iters| {
+            std::thread::scope(|s| {
+                let other = s.spawn(|| run(iters, 2048));
+                let mine = run(iters, 0);
+                // Two picks per iteration: report the time per pick.
+                (mine + other.join().unwrap()) / 4
+            })
+        })
+    });
+}
+
 fn readers(c: &mut Criterion) {
+    reader_contended(c, "round_robin", RoundRobin, Keys::None);
+    reader_contended(c, "hash", NginxHash, Keys::Bytes);
+    reader_contended(c, "ketama", Ketama, Keys::Bytes);
+    reader_contended(c, "random", Random, Keys::None);
+    reader_contended(c, "least_conn", LeastConn, Keys::None);
     reader_group(c, "round_robin", RoundRobin, Keys::None);
     reader_group(c, "least_conn", LeastConn, Keys::None);
     reader_group(c, "ip_hash", IpHash, Keys::Ip);

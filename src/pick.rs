@@ -303,7 +303,8 @@ pub(crate) fn choose_first<P: Policy, const TAKE: bool>(
     let admission =
         snap.pool.slow_start.is_some() && snap.policy.ramp_mode() == RampMode::Admission;
     if admission {
-        return choose_on::<P, TAKE>(snap, key, None, tier, state);
+        // Slow start asks the general loop every time: not a cold path.
+        return choose_admitting::<P, TAKE>(snap, key);
     }
     let n = snap.n_primary;
     let (specs, shared) = (&snap.specs[..n], &snap.shared[..n]);
@@ -321,6 +322,23 @@ pub(crate) fn choose_first<P: Policy, const TAKE: bool>(
         // As `choose` goes on after a tier with nothing left.
         None => choose_on::<P, TAKE>(snap, key, None, advance(snap, tier), P::State::default()),
     }
+}
+
+/// [`choose`] from a fresh start, for pools whose slow start admits
+/// ramping backends (out of line, so that the tried set is built only here).
+#[inline(never)]
+fn choose_admitting<P: Policy, const TAKE: bool>(
+    snap: &Snapshot<P>,
+    key: Key<'_>,
+) -> Option<usize> {
+    let mut state = P::State::default();
+    choose::<P, TAKE>(
+        snap,
+        key,
+        &mut TriedSet::new(),
+        &mut Tier::Primary,
+        &mut state,
+    )
 }
 
 /// [`choose_first`]'s way on when its first choice fails, kept out of line

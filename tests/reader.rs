@@ -11,6 +11,14 @@ fn ids<'a>(picks: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
     picks.into_iter().collect()
 }
 
+/// Readers move to the thread or task that uses them, and clone.
+#[test]
+fn readers_are_send_and_clone() {
+    fn send_and_clone<T: Send + Clone>() {}
+    send_and_clone::<upstream::Reader<RoundRobin>>();
+    send_and_clone::<upstream::Reader<upstream::policy::AnyPolicy>>();
+}
+
 #[test]
 fn readers_and_the_pool_share_one_rotation() {
     let pool = Pool::new(

@@ -49,11 +49,13 @@ def table(kind, sizes=("n=10", "n=100", "n=1000")):
 
 for kind in ("pick", "pick_reader", "lookup", "pick_failover", "build"):
     table(kind)
-contended = sorted(k for k in results if k.startswith("pick_contended/"))
-if contended:
+for prefix in ("pick_contended/", "pick_contended_reader/"):
+    contended = sorted(k for k in results if k.startswith(prefix))
+    if not contended:
+        continue
     # The bench reports wall time per pick over both threads: its inverse is
     # the picks per second of the two threads together.
-    print("\n| pick_contended (2 threads, n=100) | ns per pick | picks/s (both threads) |")
+    print(f"\n| {prefix[:-1]} (2 threads, n=100) | ns per pick | picks/s (both threads) |")
     print("|---|---:|---:|")
     for k in contended:
         ns = results[k]
