@@ -101,15 +101,27 @@ impl RoundRobinTable {
     }
 
     /// Picks the next available server in schedule order.
-    #[inline]
+    #[inline(always)]
     pub fn pick(&self, c: &Candidates<'_>) -> Option<usize> {
         let len = self.schedule.len() as u64;
         if len == 0 {
             return None;
         }
-        let tries = MAX_SKIPS + 1;
-        for _ in 0..tries {
-            // Relaxed: the cursor only spreads picks; it guards no other data.
+        // Relaxed: the cursor only spreads picks; it guards no other data.
+        let n = self.cursor.fetch_add(1, Ordering::Relaxed);
+        let i = self.schedule[(n % len) as usize] as usize;
+        if c.is_available(i) {
+            return Some(i);
+        }
+        self.pick_skipping(c, len)
+    }
+
+    /// The rest of [`pick`](Self::pick) once its first slot was unavailable:
+    /// up to [`MAX_SKIPS`] more slots, then the fallback.
+    #[inline(never)]
+    fn pick_skipping(&self, c: &Candidates<'_>, len: u64) -> Option<usize> {
+        for _ in 0..MAX_SKIPS {
+            // Relaxed: as in `pick`.
             let n = self.cursor.fetch_add(1, Ordering::Relaxed);
             let i = self.schedule[(n % len) as usize] as usize;
             if c.is_available(i) {
@@ -118,11 +130,13 @@ impl RoundRobinTable {
         }
         let fallback = smooth_among_available(c);
         if fallback.is_none() {
-            // Give back the slots of a fruitless pass, so that a pass that
-            // finds nothing (everything out, then a panic-mode retry) does not
-            // shift the rotation by a fixed stride and starve a backend.
+            // Give back the slots of a fruitless pass (the first slot and
+            // the skipped ones), so that a pass that finds nothing
+            // (everything out, then a panic-mode retry) does not shift the
+            // rotation by a fixed stride and starve a backend.
             // Relaxed: as above.
-            self.cursor.fetch_sub(tries as u64, Ordering::Relaxed);
+            self.cursor
+                .fetch_sub(MAX_SKIPS as u64 + 1, Ordering::Relaxed);
         }
         fallback
     }
@@ -169,7 +183,7 @@ impl Policy for RoundRobin {
         Ok(RoundRobinTable::new(tier, prev))
     }
 
-    #[inline]
+    #[inline(always)]
     fn pick(
         &self,
         table: &RoundRobinTable,
