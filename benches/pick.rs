@@ -10,7 +10,7 @@ use upstream::envoy::{Maglev, RingHash};
 use upstream::policy::Policy;
 use upstream::{
     Backend, HaproxyChash, HaproxyMap, IpHash, Ketama, Key, LeastConn, NginxHash, NginxRandom, P2c,
-    PeakEwma, Pool, Random, Rendezvous, RoundRobin, StaticRr,
+    PeakEwma, Pool, Random, Reader, Rendezvous, RoundRobin, StaticRr,
 };
 
 const SIZES: [usize; 3] = [10, 100, 1000];
@@ -64,25 +64,17 @@ fn pick_group<P: Policy>(c: &mut Criterion, policy: P) {
 
 fn pick_contended<P: Policy>(c: &mut Criterion, policy: P) {
     let pool = Pool::new(policy.clone(), backends(100)).unwrap();
-    c.bench_function(&format!("pick_contended/{}", policy.name()), |b| {
-        b.iter_custom(|iters| {
-            std::thread::scope(|s| {
-                let other = s.spawn(|| {
-                    let start = std::time::Instant::now();
-                    for _ in 0..iters {
-                        black_box(pool.pick(Key::None));
-                    }
-                    start.elapsed()
-                });
-                let start = std::time::Instant::now();
-                for _ in 0..iters {
-                    black_box(pool.pick(Key::None));
-                }
-                // Two picks per iteration: report the time per pick.
-                (start.elapsed() + other.join().unwrap()) / 4
-            })
-        })
-    });
+    two_threads(
+        c,
+        &format!("pick_contended/{}", policy.name()),
+        |iters, _| {
+            let start = std::time::Instant::now();
+            for _ in 0..iters {
+                black_box(pool.pick(Key::None));
+            }
+            start.elapsed()
+        },
+    );
 }
 
 /// What each policy is keyed by: 4096 keys built before timing.
@@ -140,14 +132,23 @@ fn failover_and_contended<P: Policy>(c: &mut Criterion, name: &str, policy: P, k
     group.finish();
 
     let pool = Pool::new(policy, backends(100)).unwrap();
-    let run = |iters: u64, first: usize| {
+    two_threads(c, &format!("pick_contended/{name}"), |iters, first| {
         let start = std::time::Instant::now();
         for k in 0..iters as usize {
             black_box(pool.pick(keys[(first + k) & 4095]));
         }
         start.elapsed()
-    };
-    c.bench_function(&format!("pick_contended/{name}"), |b| {
+    });
+}
+
+/// A bench of `run(iters, first key)` on two threads at once, reporting
+/// the wall time per pick over both.
+fn two_threads(
+    c: &mut Criterion,
+    id: &str,
+    run: impl Fn(u64, usize) -> std::time::Duration + Sync,
+) {
+    c.bench_function(id, |b| {
         b.iter_custom(|iters| {
             std::thread::scope(|s| {
                 let other = s.spawn(|| run(iters, 2048));
@@ -164,21 +165,27 @@ fn failover_and_contended<P: Policy>(c: &mut Criterion, name: &str, policy: P, k
 /// `lookup/<name>/n=…`: a lookup that counts nothing.
 fn reader_group<P: Policy>(c: &mut Criterion, name: &str, policy: P, kind: Keys) {
     let keys = keys(kind);
-    let mut group = c.benchmark_group(format!("pick_reader/{name}"));
-    for n in SIZES {
-        let pool = Pool::new(policy.clone(), backends(n)).unwrap();
-        let mut reader = pool.reader();
-        let mut at = 0;
-        group.bench_function(BenchmarkId::from_parameter(format!("n={n}")), |b| {
-            b.iter(|| {
-                at = (at + 1) & 4095;
-                black_box(reader.pick(keys[at])).map(|p| p.index())
-            })
-        });
-    }
-    group.finish();
+    keyed_reader_group(
+        c,
+        &format!("pick_reader/{name}"),
+        &policy,
+        &keys,
+        |r, key| r.pick(key).map(|p| p.index()),
+    );
+    keyed_reader_group(c, &format!("lookup/{name}"), &policy, &keys, |r, key| {
+        r.lookup(key).map(|c| c.index())
+    });
+}
 
-    let mut group = c.benchmark_group(format!("lookup/{name}"));
+/// One group of `choose` through a reader at every size, keys in turn.
+fn keyed_reader_group<P: Policy>(
+    c: &mut Criterion,
+    group: &str,
+    policy: &P,
+    keys: &[Key<'static>],
+    choose: impl Fn(&mut Reader<P>, Key<'static>) -> Option<usize>,
+) {
+    let mut group = c.benchmark_group(group);
     for n in SIZES {
         let pool = Pool::new(policy.clone(), backends(n)).unwrap();
         let mut reader = pool.reader();
@@ -186,7 +193,7 @@ fn reader_group<P: Policy>(c: &mut Criterion, name: &str, policy: P, kind: Keys)
         group.bench_function(BenchmarkId::from_parameter(format!("n={n}")), |b| {
             b.iter(|| {
                 at = (at + 1) & 4095;
-                black_box(reader.lookup(keys[at])).map(|c| c.index())
+                black_box(choose(&mut reader, keys[at]))
             })
         });
     }
@@ -198,24 +205,18 @@ fn reader_group<P: Policy>(c: &mut Criterion, name: &str, policy: P, kind: Keys)
 fn reader_contended<P: Policy>(c: &mut Criterion, name: &str, policy: P, kind: Keys) {
     let keys = keys(kind);
     let pool = Pool::new(policy, backends(100)).unwrap();
-    let run = |iters: u64, first: usize| {
-        let mut reader = pool.reader();
-        let start = std::time::Instant::now();
-        for k in 0..iters as usize {
-            black_box(reader.pick(keys[(first + k) & 4095]).map(|p| p.index()));
-        }
-        start.elapsed()
-    };
-    c.bench_function(&format!("pick_contended_reader/{name}"), |b| {
-        b.iter_custom(|iters| {
-            std::thread::scope(|s| {
-                let other = s.spawn(|| run(iters, 2048));
-                let mine = run(iters, 0);
-                // Two picks per iteration: report the time per pick.
-                (mine + other.join().unwrap()) / 4
-            })
-        })
-    });
+    two_threads(
+        c,
+        &format!("pick_contended_reader/{name}"),
+        |iters, first| {
+            let mut reader = pool.reader();
+            let start = std::time::Instant::now();
+            for k in 0..iters as usize {
+                black_box(reader.pick(keys[(first + k) & 4095]).map(|p| p.index()));
+            }
+            start.elapsed()
+        },
+    );
 }
 
 fn readers(c: &mut Criterion) {

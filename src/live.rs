@@ -15,6 +15,7 @@ use crate::backend::Backend;
 use crate::clock::Clock;
 use crate::latency::LatencyEwma;
 use crate::panic::AllDown;
+use crate::pick::Outcome;
 use crate::random::RandomSource;
 use crate::slow_start::SlowStart;
 
@@ -160,14 +161,6 @@ impl Shared {
         true
     }
 
-    /// What [`acquire`](Self::acquire) checks and moves, without taking a
-    /// slot: for lookups that do not count themselves. `max_conns` was
-    /// checked by the caller against the count the others keep.
-    #[inline]
-    pub(crate) fn admit(&self, spec: &Backend, now: &mut dyn FnMut() -> u64) -> bool {
-        self.move_window(spec, now)
-    }
-
     /// Takes one active slot honouring `max_conns` and nothing else: a
     /// panicking pool sends traffic to failed-out backends without touching
     /// their failure window.
@@ -203,8 +196,9 @@ impl Shared {
     /// `fail_timeout` after the last check. With no failures counted the
     /// value is never read, so the clock is not even consulted then. When
     /// the backend is failed out, only one picker may win the probe.
+    /// Lookups, which take no slot, call it alone.
     #[inline]
-    fn move_window(&self, spec: &Backend, now: &mut dyn FnMut() -> u64) -> bool {
+    pub(crate) fn move_window(&self, spec: &Backend, now: &mut dyn FnMut() -> u64) -> bool {
         let live = &self.live;
         // Relaxed: see failed_out.
         let fails = live.fails.load(Ordering::Relaxed);
@@ -261,6 +255,25 @@ impl Shared {
             self.pool.emit(Event::MarkedDown {
                 id: self.id.to_string(),
             });
+        }
+    }
+
+    /// One attempt's outcome: its latency always, its success or failure
+    /// unless failures are not counted (nginx's single server).
+    pub(crate) fn report(
+        &self,
+        outcome: Outcome,
+        latency: Option<Duration>,
+        max_fails: u32,
+        count_failures: bool,
+    ) {
+        self.record_latency(outcome == Outcome::Failure, latency);
+        if !count_failures {
+            return;
+        }
+        match outcome {
+            Outcome::Success => self.record_success(max_fails),
+            Outcome::Failure => self.record_failure(max_fails),
         }
     }
 

@@ -11,7 +11,7 @@ use crate::panic::AllDown;
 use crate::policy::{Candidates, Key, Policy, RampMode};
 use crate::pool::Snapshot;
 use crate::slow_start::RAMP_ONE;
-use crate::tried::{TriedSet, NOTHING_TRIED};
+use crate::tried::TriedSet;
 
 /// The outcome of one attempt, as the caller saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,14 +83,7 @@ impl Pick {
     /// the pool's failure penalty.
     pub fn report(self, outcome: Outcome, latency: Option<Duration>) {
         self.shared
-            .record_latency(outcome == Outcome::Failure, latency);
-        if !self.count_failures {
-            return;
-        }
-        match outcome {
-            Outcome::Success => self.shared.record_success(self.max_fails),
-            Outcome::Failure => self.shared.record_failure(self.max_fails),
-        }
+            .report(outcome, latency, self.max_fails, self.count_failures);
     }
 }
 
@@ -179,6 +172,13 @@ fn panics<P: Policy>(snap: &Snapshot<P>, range: std::ops::Range<usize>) -> bool 
     all_down.panics(healthy, eligible)
 }
 
+/// Slow start applies by admission to `snap`'s picks. Not kept in the
+/// snapshot: for policies that never admit, the compiler folds it to false.
+#[inline(always)]
+fn admits<P: Policy>(snap: &Snapshot<P>) -> bool {
+    snap.policy.ramp_mode() == RampMode::Admission && snap.pool.slow_start.is_some()
+}
+
 /// Most ramping backends slow start's admission may turn down in one pick.
 const MAX_SKIPPED: usize = 8;
 
@@ -216,8 +216,7 @@ pub(crate) fn choose<P: Policy, const TAKE: bool>(
     state: &mut P::State,
 ) -> Option<usize> {
     let clock = &*snap.pool.clock;
-    let admission =
-        snap.pool.slow_start.is_some() && snap.policy.ramp_mode() == RampMode::Admission;
+    let admission = admits(snap);
     let mut admit = admission;
     let mut skipped = [0usize; MAX_SKIPPED];
     let mut n_skipped = 0;
@@ -286,7 +285,7 @@ fn take<const TAKE: bool>(
             (true, true) => shared.acquire_in_panic(spec),
             (true, false) => shared.acquire(spec, &mut || cands.now_ms()),
             (false, true) => true,
-            (false, false) => shared.admit(spec, &mut || cands.now_ms()),
+            (false, false) => shared.move_window(spec, &mut || cands.now_ms()),
         }
 }
 
@@ -300,17 +299,13 @@ pub(crate) fn choose_first<P: Policy, const TAKE: bool>(
 ) -> Option<usize> {
     let mut state = P::State::default();
     let tier = Tier::Primary;
-    let admission =
-        snap.pool.slow_start.is_some() && snap.policy.ramp_mode() == RampMode::Admission;
-    if admission {
+    if admits(snap) {
         // Slow start asks the general loop every time: not a cold path.
         return choose_admitting::<P, TAKE>(snap, key);
     }
     let n = snap.n_primary;
     let (specs, shared) = (&snap.specs[..n], &snap.shared[..n]);
-    let cands = Candidates::new(specs, shared, 0, &NOTHING_TRIED, &*snap.pool.clock)
-        .untried()
-        .in_pool(&snap.pool);
+    let cands = Candidates::untried(specs, shared, 0, &*snap.pool.clock).in_pool(&snap.pool);
     match snap
         .policy
         .pick(&snap.primary, &cands, key, &mut state)
@@ -335,7 +330,7 @@ fn choose_admitting<P: Policy, const TAKE: bool>(
     choose::<P, TAKE>(
         snap,
         key,
-        &mut TriedSet::new(),
+        &mut TriedSet::default(),
         &mut Tier::Primary,
         &mut state,
     )
@@ -352,7 +347,7 @@ fn choose_on<P: Policy, const TAKE: bool>(
     mut tier: Tier,
     mut state: P::State,
 ) -> Option<usize> {
-    let mut tried = TriedSet::new();
+    let mut tried = TriedSet::default();
     if let Some(i) = tried_first {
         tried.insert(i);
     }
@@ -378,27 +373,19 @@ pub(crate) fn new_pick<P: Policy>(snap: &Snapshot<P>, index: usize) -> Pick {
 }
 
 /// Acquires tier-local backend `i` of the tier `range` if it is usable, and
-/// marks it tried either way. A panicking tier takes a failed-out backend
-/// without moving its failure window.
+/// marks it tried either way.
 fn acquire<P: Policy>(
     snap: &Snapshot<P>,
     tried: &mut TriedSet,
     range: std::ops::Range<usize>,
     i: usize,
-    panic: bool,
 ) -> Option<Pick> {
     let offset = range.start;
     let specs = &snap.specs[range.clone()];
     let shared = &snap.shared[range];
     let cands =
         Candidates::new(specs, shared, offset, tried, &*snap.pool.clock).in_pool(&snap.pool);
-    let cands = cands.panicking(panic);
-    let acquired = cands.is_usable(i)
-        && if panic {
-            shared[i].acquire_in_panic(&specs[i])
-        } else {
-            shared[i].acquire(&specs[i], &mut || cands.now_ms())
-        };
+    let acquired = take::<true>(&cands, &specs[i], &shared[i], i, false);
     tried.insert(offset + i);
     acquired.then(|| new_pick(snap, offset + i))
 }
@@ -480,7 +467,7 @@ impl<'k, P: Policy> Request<'k, P> {
         } else {
             snap.specs.len()
         };
-        acquire(snap, &mut self.tried, offset..end, index - offset, false)
+        acquire(snap, &mut self.tried, offset..end, index - offset)
     }
 
     /// The snapshot this request picks from.

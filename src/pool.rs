@@ -24,7 +24,6 @@ use crate::policy::{Candidates, Key, Policy};
 use crate::random::{RandomSource, SplitMix64};
 use crate::reader::Reader;
 use crate::slow_start::SlowStart;
-use crate::tried::TriedSet;
 
 /// One immutable view of the pool: backends, live state, policy tables.
 ///
@@ -176,12 +175,10 @@ impl<P: Policy> Snapshot<P> {
         } else {
             self.n_primary..self.specs.len()
         };
-        let tried = TriedSet::default();
-        let cands = Candidates::new(
+        let cands = Candidates::untried(
             &self.specs[range.clone()],
             &self.shared[range.clone()],
             range.start,
-            &tried,
             &*self.pool.clock,
         );
         cands.is_available(i - range.start)

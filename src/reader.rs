@@ -245,16 +245,12 @@ impl<'s> Choice<'s> {
     /// Reports an outcome, optionally with the attempt's latency, as
     /// [`Pick::report`] does.
     pub fn report(self, outcome: Outcome, latency: Option<Duration>) {
-        self.shared
-            .record_latency(outcome == Outcome::Failure, latency);
-        if !self.count_failures {
-            return;
-        }
-        let max_fails = self.backend.max_fails;
-        match outcome {
-            Outcome::Success => self.shared.record_success(max_fails),
-            Outcome::Failure => self.shared.record_failure(max_fails),
-        }
+        self.shared.report(
+            outcome,
+            latency,
+            self.backend.max_fails,
+            self.count_failures,
+        );
     }
 }
 

@@ -13,21 +13,8 @@ pub(crate) struct TriedSet {
     spill: Vec<u64>,
 }
 
-/// The set of a first attempt, which has tried nothing yet.
-pub(crate) static NOTHING_TRIED: TriedSet = TriedSet::new();
-
 impl TriedSet {
     const INLINE_BITS: usize = 256;
-
-    /// The empty set.
-    pub(crate) const fn new() -> Self {
-        TriedSet {
-            bits: [0; 4],
-            far: [0; 8],
-            far_len: 0,
-            spill: Vec::new(),
-        }
-    }
 
     #[inline]
     pub(crate) fn contains(&self, i: usize) -> bool {

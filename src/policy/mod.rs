@@ -268,10 +268,25 @@ impl<'a> Candidates<'a> {
         clock: &'a dyn Clock,
     ) -> Self {
         Candidates {
+            tried: Some(tried),
+            ..Candidates::untried(specs, shared, offset, clock)
+        }
+    }
+
+    /// Candidates of a request's first attempt, or of a question about one
+    /// backend: nothing tried.
+    #[inline]
+    pub(crate) fn untried(
+        specs: &'a [Backend],
+        shared: &'a [Arc<Shared>],
+        offset: usize,
+        clock: &'a dyn Clock,
+    ) -> Self {
+        Candidates {
             specs,
             shared,
             offset,
-            tried: Some(tried),
+            tried: None,
             clock,
             now: Cell::new(None),
             pool: None,
@@ -299,13 +314,6 @@ impl<'a> Candidates<'a> {
     #[inline]
     pub(crate) fn skipping(mut self, skipped: &'a [usize]) -> Self {
         self.skipped = skipped;
-        self
-    }
-
-    /// The same candidates on a request's first attempt: nothing tried.
-    #[inline]
-    pub(crate) fn untried(mut self) -> Self {
-        self.tried = None;
         self
     }
 
